@@ -44,8 +44,9 @@ LinkProfile LinkProfile::MergedWith(const LinkProfile& o) const {
   take(r.corrupt, o.corrupt);
   take(r.queue_packets, o.queue_packets);
   // A random loss and a Gilbert–Elliott model are alternatives: the override wins.
-  if (o.loss) r.loss_gemodel.reset();
-  if (o.loss_gemodel) r.loss.reset();
+  // (An override that sets both keeps both, and Validate() reports the clash.)
+  if (o.loss && !o.loss_gemodel) r.loss_gemodel.reset();
+  if (o.loss_gemodel && !o.loss) r.loss.reset();
   return r;
 }
 
