@@ -215,7 +215,37 @@ class ExperimentParser {
 
   // Resolves a selector entry ("on", "nodes") to vnode ids; nullopt on error
   // (not reported when it names something that failed earlier).
+  // A list of selectors is their concatenation ("on: [a, peers[1:3]]"); a
+  // vnode selected twice is an error.
   std::optional<std::vector<VnodeId>> ResolveTargets(const YamlEntry& e, std::string* text) {
+    if (e.value.IsSequence()) {
+      std::vector<VnodeId> all;
+      std::unordered_map<VnodeId, size_t> seen;
+      bool ok = e.value.size() > 0;
+      if (!ok) ctx_.Error(e.at(), e.field + ": expected a selector or a non-empty list of selectors");
+      for (size_t i = 0; i < e.value.size(); ++i) {
+        YamlEntry item{e.key, e.field + "[" + std::to_string(i) + "]", e.key_node, e.value[i]};
+        std::string one;
+        auto ids = ResolveTargets(item, &one);
+        if (!ids) {
+          ok = false;
+          continue;
+        }
+        if (!text->empty()) *text += ", ";
+        *text += one;
+        for (VnodeId v : *ids) {
+          if (!seen.emplace(v, i).second) {
+            ctx_.Error(item.at(), item.field + ": vnode '" + exp_.topology.vnode(v).name +
+                                      "' is already selected by an earlier entry");
+            ok = false;
+            break;
+          }
+          all.push_back(v);
+        }
+      }
+      if (!ok) return std::nullopt;
+      return all;
+    }
     auto s = ReadString(e, ctx_);
     if (!s) return std::nullopt;
     *text = *s;

@@ -336,6 +336,24 @@ events:
   EXPECT_EQ(e.events[2].targets, (std::vector<topology::VnodeId>{Id(t, "p5"), Id(t, "p6")}));
 }
 
+TEST(ParseExperiment, ListOfSelectorsIsTheirConcatenation) {
+  Experiment e = MustParse(R"(
+name: s
+duration: 10m
+topology:
+  nodes: {a: {}, b: {}}
+  groups:
+    p: {count: 5}
+workload:
+  - {name: some, on: [b, "p[3:]", a], run: "true"}
+)");
+  const Topology& t = e.topology;
+  ASSERT_EQ(e.tasks.size(), 1u);
+  EXPECT_EQ(e.tasks[0].targets,
+            (std::vector<topology::VnodeId>{Id(t, "b"), Id(t, "p3"), Id(t, "p4"), Id(t, "a")}));
+  EXPECT_EQ(e.tasks[0].on, "b, p[3:], a");
+}
+
 TEST(ParseExperiment, ChurnNeedsAGroup) {
   auto bad = ParseExperiment(R"(
 name: ev

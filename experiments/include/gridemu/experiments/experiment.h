@@ -25,7 +25,8 @@ using topology::VnodeId;
 /// One `workload:` entry: a program started on every vnode its selector names.
 struct Task {
   std::string name;                     ///< unique among tasks; [a-z0-9_.-], 1-63 characters
-  std::string on;                       ///< selector text: "tracker", "peers", "peers[1:]"
+  std::string on;                       ///< selector text: "tracker", "peers", "peers[1:]"; a list
+                                        ///< of selectors is kept joined by ", "
   std::vector<VnodeId> targets;         ///< resolved `on`, in group-index order
   std::chrono::nanoseconds at{0};       ///< start of the first target, from the experiment start
   std::chrono::nanoseconds stagger{0};  ///< target i starts at `at + i * stagger`
