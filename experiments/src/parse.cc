@@ -1,5 +1,6 @@
 #include "gridemu/experiments/parse.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -85,6 +86,26 @@ std::optional<double> ParseEventRate(std::string_view s) {
   return std::nullopt;
 }
 
+// Records where each YAML document starts; ignores everything else.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  explicit DocumentCounter(std::vector<YAML::Mark>* starts) : starts_(starts) {}
+  void OnDocumentStart(const YAML::Mark& mark) override { starts_->push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::vector<YAML::Mark>* starts_;
+};
+
 class ExperimentParser {
  public:
   ExperimentParser(const std::string& filename, const std::string& base_dir) {
@@ -96,23 +117,34 @@ class ExperimentParser {
   Result<Experiment> Run(std::string_view text) {
     exp_.source_path = ctx_.file;
     exp_.source_text = std::string(text);
-    std::vector<YAML::Node> docs;
+    // yaml-cpp 0.7's LoadAll() never returns on some inputs (e.g. a
+    // document starting with ','): it yields the same document forever.
+    // So count documents with a bounded event-level pass, then Load() one.
+    YAML::Node root;
+    std::vector<YAML::Mark> starts;
     try {
-      docs = YAML::LoadAll(exp_.source_text);
+      std::istringstream in(exp_.source_text);
+      YAML::Parser parser(in);
+      DocumentCounter counter(&starts);
+      for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+      }
+      if (!starts.empty()) root = YAML::Load(exp_.source_text);
     } catch (const YAML::Exception& ex) {
       SourceLoc loc{ctx_.file, 1, 1};
       if (!ex.mark.is_null()) loc = {ctx_.file, ex.mark.line + 1, ex.mark.column + 1};
       ctx_.Error(loc, "YAML syntax error: " + ex.msg);
       return Finish();
     }
-    if (docs.empty()) {
+    if (starts.empty()) {
       ctx_.Error(SourceLoc{ctx_.file, 1, 1},
                  "empty experiment file; expected a mapping with name, duration and topology");
       return Finish();
     }
-    if (docs.size() > 1) {
-      ctx_.Error(docs[1], "expected one YAML document, found another one here");
+    if (starts.size() > 1) {
+      ctx_.Error(SourceLoc{ctx_.file, starts[1].line + 1, starts[1].column + 1},
+                 "expected one YAML document, found another one here");
     }
+    std::vector<YAML::Node> docs{root};
     try {
       ParseRoot(docs[0]);
     } catch (const YAML::Exception& ex) {
