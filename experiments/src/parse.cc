@@ -36,7 +36,7 @@ using topology::YamlMap;
 
 constexpr std::string_view kTopKeys[] = {
     "name",     "slice",    "seed",   "duration", "description", "on_pnode_failure",
-    "topology", "workload", "events", "collect"};
+    "topology", "workload", "events", "collect", "analyze"};
 constexpr std::string_view kTaskKeys[] = {"name", "on",   "at",      "stagger", "run",
                                           "argv", "wait", "timeout", "env"};
 constexpr std::string_view kEventKeys[] = {"at", "link",  "set",    "down",
@@ -234,6 +234,16 @@ class ExperimentParser {
       }
     }
     if (const YamlEntry* e = m.Find("collect")) ParseCollect(*e);
+    if (const YamlEntry* e = m.Find("analyze")) {
+      if (auto v = ReadStringList(*e, "shell command", ctx_)) {
+        for (size_t i = 0; i < v->size(); ++i) {
+          if ((*v)[i].find_first_not_of(" \t\n") == std::string::npos) {
+            ctx_.Error(e->value[i], "analyze: command " + std::to_string(i) + " is empty");
+          }
+        }
+        exp_.analyze = std::move(*v);
+      }
+    }
   }
 
   // "<what>: <t> is not before the end of the experiment (duration: <d>)"

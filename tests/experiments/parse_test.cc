@@ -354,6 +354,19 @@ workload:
   EXPECT_EQ(e.tasks[0].on, "b, p[3:], a");
 }
 
+TEST(ParseExperiment, AnalyzeCommandsAreKeptInOrder) {
+  Experiment e = MustParse(R"(
+name: s
+duration: 1m
+topology:
+  nodes: {a: {}}
+analyze:
+  - python3 summary.py
+  - "echo done"
+)");
+  EXPECT_EQ(e.analyze, (std::vector<std::string>{"python3 summary.py", "echo done"}));
+}
+
 TEST(ParseExperiment, ChurnNeedsAGroup) {
   auto bad = ParseExperiment(R"(
 name: ev

@@ -119,6 +119,11 @@ struct Experiment {
   std::vector<Task> tasks;    ///< in file order
   std::vector<Event> events;  ///< sorted by `at`; file order among equal times
   Collect collect;
+  /// Shell commands run on the host (not in a vnode) after the results are
+  /// collected, in order, with the results directory as working directory and
+  /// GRIDEMU_RESULTS, GRIDEMU_EXPERIMENT_FILE and GRIDEMU (the gridemu binary)
+  /// in the environment; their stdout is appended to the run's summary.
+  std::vector<std::string> analyze;
   std::string source_path;  ///< the file name given to the parser
   std::string source_text;  ///< the YAML text, as submitted
 };
