@@ -246,6 +246,62 @@ int TopoRender(const std::string& path, const std::string& format, std::ostream&
   return 0;
 }
 
+int TopoPaths(const std::string& path, bool json, std::ostream& out, std::ostream& err) {
+  auto lt = LoadTopologyInput(path);
+  if (!lt.ok()) {
+    err << lt.status().message() << "\n";
+    return 1;
+  }
+  const Topology& t = lt->topo;
+  std::vector<topology::VnodeId> ends;
+  for (topology::VnodeId v = 0; v < t.num_vnodes(); ++v) {
+    if (t.vnode(v).kind == VnodeKind::kHost) ends.push_back(v);
+  }
+  if (ends.empty()) {
+    for (topology::VnodeId v = 0; v < t.num_vnodes(); ++v) ends.push_back(v);
+  }
+  const size_t pairs = ends.size() * (ends.size() - (ends.empty() ? 0 : 1));
+  if (pairs > 10'000) {
+    err << path << ": " << pairs << " pairs of " << ends.size()
+        << " vnodes is over the limit of 10000 for `topo paths`\n";
+    return 2;
+  }
+  nlohmann::json arr = nlohmann::json::array();
+  for (topology::VnodeId s : ends) {
+    for (topology::VnodeId d : ends) {
+      if (s == d) continue;
+      auto p = topology::ShortestPath(t, s, d);
+      const std::string& sn = t.vnode(s).name;
+      const std::string& dn = t.vnode(d).name;
+      if (!p.ok()) {
+        if (json) {
+          arr.push_back({{"src", sn}, {"dst", dn}, {"reachable", false}});
+        } else {
+          out << sn << " -> " << dn << "  unreachable\n";
+        }
+        continue;
+      }
+      topology::PathProperties pp = topology::PathPropertiesOf(t, *p);
+      if (json) {
+        nlohmann::json e = {{"src", sn},
+                            {"dst", dn},
+                            {"reachable", true},
+                            {"delay_ns", pp.delay.count()},
+                            {"loss", pp.loss},
+                            {"hops", pp.hops}};
+        if (pp.rate_bps) e["rate_bps"] = *pp.rate_bps;
+        arr.push_back(e);
+      } else {
+        out << sn << " -> " << dn << "  delay " << FormatTime(pp.delay) << "  rate "
+            << (pp.rate_bps ? FormatRate(*pp.rate_bps) : std::string("-")) << "  loss "
+            << FormatRatio(pp.loss) << "  hops " << pp.hops << "\n";
+      }
+    }
+  }
+  if (json) out << nlohmann::json{{"source", path}, {"paths", arr}}.dump(2) << "\n";
+  return 0;
+}
+
 namespace {
 
 // Writes the keys of a profile in experiment-file syntax.

@@ -86,6 +86,26 @@ TEST(TopoRender, DotAndJson) {
   EXPECT_EQ(bad.str(), "unknown format 'svg'; expected dot or json\n");
 }
 
+TEST(TopoPaths, AbileneHostPairsFollowTheBackbone) {
+  std::ostringstream out, err;
+  ASSERT_EQ(TopoPaths(Src("examples/abilene-ping.yaml"), true, out, err), 0) << err.str();
+  auto j = nlohmann::json::parse(out.str());
+  ASSERT_EQ(j["paths"].size(), 110u);  // 11 hosts, ordered pairs
+  for (const auto& p : j["paths"]) {
+    if (p["src"] == "h-new-york" && p["dst"] == "h-chicago") {
+      // host link 50us + New York--Chicago 5.733ms + host link 50us
+      EXPECT_EQ(p["hops"], 3);
+      EXPECT_NEAR(p["delay_ns"].get<double>(), 5'833'160, 1'000) << p.dump();
+      EXPECT_EQ(p["rate_bps"], 1'000'000'000u);
+    }
+  }
+  std::ostringstream text;
+  ASSERT_EQ(TopoPaths(Src("examples/abilene-ping.yaml"), false, text, err), 0);
+  EXPECT_NE(text.str().find("h-new-york -> h-chicago  delay 5.83316ms  rate 1gbit  loss 0%  hops 3"),
+            std::string::npos)
+      << text.str();
+}
+
 TEST(TopoConvert, GmlToYamlRoundTrips) {
   std::ostringstream out, err;
   ASSERT_EQ(TopoConvert(Abilene(), "yaml", out, err), 0) << err.str();

@@ -40,6 +40,13 @@ int TopoStats(const std::string& path, bool links, bool json, std::ostream& out,
 int TopoRender(const std::string& path, const std::string& format, std::ostream& out,
                std::ostream& err);
 
+/// `topo paths FILE [--json]`: for every ordered pair of host vnodes (or of
+/// all vnodes when there are no hosts), the shortest path by delay and its
+/// properties in the direction of travel: one-way delay (sum), rate (min),
+/// random loss (1 - prod(1 - p)), hops. Refuses more than 10,000 pairs
+/// (exit 2). Unreachable pairs are listed as such.
+int TopoPaths(const std::string& path, bool json, std::ostream& out, std::ostream& err);
+
 /// `topo convert IN.gml --to yaml`: an experiment file (name, duration,
 /// topology.nodes and topology.links with delay and rate) equivalent to the
 /// GML import, which `topo validate` accepts. 2 for an unknown target format.
