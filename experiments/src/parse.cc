@@ -36,7 +36,7 @@ using topology::YamlMap;
 
 constexpr std::string_view kTopKeys[] = {
     "name",     "slice",    "seed",   "duration", "description", "on_pnode_failure",
-    "topology", "workload", "events", "collect", "analyze"};
+    "topology", "workload", "events", "collect", "shared", "prepare", "analyze"};
 constexpr std::string_view kTaskKeys[] = {"name", "on",   "at",      "stagger", "run",
                                           "argv", "wait", "timeout", "env"};
 constexpr std::string_view kEventKeys[] = {"at", "link",  "set",    "down",
@@ -234,16 +234,21 @@ class ExperimentParser {
       }
     }
     if (const YamlEntry* e = m.Find("collect")) ParseCollect(*e);
-    if (const YamlEntry* e = m.Find("analyze")) {
-      if (auto v = ReadStringList(*e, "shell command", ctx_)) {
-        for (size_t i = 0; i < v->size(); ++i) {
-          if ((*v)[i].find_first_not_of(" \t\n") == std::string::npos) {
-            ctx_.Error(e->value[i], "analyze: command " + std::to_string(i) + " is empty");
-          }
+    if (const YamlEntry* e = m.Find("shared")) {
+      if (auto v = ReadString(*e, ctx_)) {
+        std::filesystem::path p(*v);
+        if (p.is_relative()) p = std::filesystem::path(ctx_.base_dir) / p;
+        std::error_code ec;
+        if (!std::filesystem::is_directory(p, ec)) {
+          ctx_.Error(e->at(), "shared: '" + *v + "' is not a directory (paths are relative to " +
+                                  "the experiment file)");
+        } else {
+          exp_.shared_dir = p.lexically_normal().string();
         }
-        exp_.analyze = std::move(*v);
       }
     }
+    ParseHostCommands(m, "prepare", &exp_.prepare);
+    ParseHostCommands(m, "analyze", &exp_.analyze);
   }
 
   // "<what>: <t> is not before the end of the experiment (duration: <d>)"
@@ -705,6 +710,20 @@ class ExperimentParser {
     }
     std::stable_sort(exp_.events.begin(), exp_.events.end(),
                      [](const Event& a, const Event& b) { return a.at < b.at; });
+  }
+
+  // `prepare:` / `analyze:`: a list of non-blank shell commands.
+  void ParseHostCommands(const YamlMap& m, const char* key, std::vector<std::string>* out) {
+    const YamlEntry* e = m.Find(key);
+    if (e == nullptr) return;
+    auto v = ReadStringList(*e, "shell command", ctx_);
+    if (!v) return;
+    for (size_t i = 0; i < v->size(); ++i) {
+      if ((*v)[i].find_first_not_of(" \t\n") == std::string::npos) {
+        ctx_.Error(e->value[i], std::string(key) + ": command " + std::to_string(i) + " is blank");
+      }
+    }
+    *out = std::move(*v);
   }
 
   void ParseCollect(const YamlEntry& e) {

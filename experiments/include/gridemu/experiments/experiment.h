@@ -119,6 +119,16 @@ struct Experiment {
   std::vector<Task> tasks;    ///< in file order
   std::vector<Event> events;  ///< sorted by `at`; file order among equal times
   Collect collect;
+  /// Directory of files shipped with the experiment (`shared:`, resolved
+  /// against the experiment file's directory); "" when none. A run copies it
+  /// into the results directory, runs `prepare` there, and mounts the copy
+  /// read-only at GRIDEMU_SHARED in every vnode.
+  std::string shared_dir;
+  /// Shell commands run on the host before deployment, in order, in the
+  /// run's copy of the shared directory (e.g. make a file and its torrent).
+  /// Like `analyze`, only `gridemu run` executes them; a shared controller
+  /// refuses experiments that have any.
+  std::vector<std::string> prepare;
   /// Shell commands run on the host (not in a vnode) after the results are
   /// collected, in order, with the results directory as working directory and
   /// GRIDEMU_RESULTS, GRIDEMU_EXPERIMENT_FILE and GRIDEMU (the gridemu binary)
