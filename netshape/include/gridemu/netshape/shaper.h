@@ -1,0 +1,218 @@
+// The netshape facade for the agent: shape one direction of a link between two
+// interfaces in two network namespaces, change it at run time, read its counters,
+// remove it (DESIGN.md §5).
+//
+//   auto shaper = Shaper::Create({.backend = BackendChoice::kAuto});
+//   auto link = (*shaper)->Shape({.sender = {"/var/run/netns/a", "veth0"},
+//                                 .receiver = {"/var/run/netns/b", "veth1"},
+//                                 .profile = profile, .tag = "exp42:l7:fwd"});
+//   (*link)->Change(delta);  (*link)->GetCounters();  (*link)->Remove();
+//
+// What is created for one direction (names carry the tag):
+//  - netem backend: on the sender's egress, HTB root 1: + class 1:1 at `rate` + netem 10:
+//    (or netem 1: alone without a rate); see plan.h.
+//  - userspace backend: on the sender's egress, HTB root 1: + class 1:1 + pfifo 10: when
+//    there is a rate; in the receiver's namespace, when there is any impairment, an
+//    NFQUEUE queue served by the delay line (delay_line.h) and one rule per IP family:
+//      -t mangle -A PREROUTING -i <receiver ifname> -m comment --comment "gridemu:<tag>"
+//        -j NFQUEUE --queue-num <n>
+//    installed with iptables-restore --noflush / ip6tables-restore --noflush (one process
+//    per namespace and family per batch; netshape never runs `tc`). Fail closed: see
+//    delay_line.h. Diverting on the receiver's PREROUTING rather than the sender's
+//    OUTPUT keeps held packets out of the sender's socket accounting, which would
+//    otherwise throttle TCP (DESIGN.md §5).
+//
+// The sender's interface also gets a GSO segment cap (Plan::gso_max_segs), restored on
+// removal.
+//
+// Limits of the userspace backend: only IPv4 and IPv6 go through the delay line (ARP and
+// other non-IP frames are rate-limited by HTB but not delayed or lost); `corrupt` is
+// rejected (CheckBackendExpresses); a rule change costs an iptables-restore process
+// (about 5 ms to add, 15 ms to delete per namespace and family; batch with ShapeMany /
+// RemoveMany).
+//
+// Removal deletes the rules, then releases held packets and unbinds the queue, then
+// deletes the root qdisc and restores the GSO cap: nothing is left behind (no qdisc,
+// rule, queue or thread).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gridemu/common/link_profile.h"
+#include "gridemu/common/status.h"
+#include "gridemu/netshape/capabilities.h"
+#include "gridemu/netshape/delay_line.h"
+#include "gridemu/netshape/netns.h"
+#include "gridemu/netshape/plan.h"
+
+namespace gridemu::netshape {
+
+/// An interface inside a network namespace (netns.h for the path forms).
+struct Endpoint {
+  std::string netns;   ///< "/var/run/netns/NAME", "/proc/PID/ns/net", "" = current
+  std::string ifname;  ///< interface name inside that namespace
+};
+
+/// Counters of one shaped direction, readable while it runs. Cumulative, except
+/// held_packets. Sources: userspace backend: the delay line (passed, loss, delayed,
+/// duplicated, reordered, held) plus the HTB class (overflow drops, or passed when there
+/// is no delay line) and the kernel's NFQUEUE drops (overflow); netem backend: the HTB
+/// class and the netem qdisc stats (netem keeps no duplicate/reorder counters: 0; without
+/// HTB, netem's overflow drops cannot be told from its losses and count as loss).
+struct Counters {
+  uint64_t passed_packets = 0;            ///< delivered past the shaping (to the receiver)
+  uint64_t passed_bytes = 0;              ///< their bytes (L2 from qdiscs, L3 from the delay line)
+  uint64_t loss_dropped_packets = 0;      ///< dropped by the loss model
+  uint64_t overflow_dropped_packets = 0;  ///< dropped by a full queue (tail drop)
+  uint64_t delayed_packets = 0;           ///< packets that were held for a delay
+  uint64_t duplicated_packets = 0;
+  uint64_t reordered_packets = 0;
+  uint64_t held_packets = 0;  ///< in the queues/delay line now
+
+  /// "passed 10/14800B loss 1 overflow 0 delayed 10 dup 0 reorder 0 held 0".
+  std::string ToString() const;
+};
+
+/// Shaper options.
+struct ShaperOptions {
+  BackendChoice backend = BackendChoice::kAuto;
+  /// Skip probing and use these (tests, or an agent that probed already).
+  std::optional<Capabilities> capabilities;
+  uint64_t seed = 0;                      ///< experiment seed for loss/jitter decisions
+  DelayLineOptions delay_line;            ///< started lazily, on the first delay-line direction
+  bool ipv6 = true;                       ///< also divert IPv6 (ip6tables) in the userspace backend
+  uint32_t default_queue_packets = 1000;  ///< tail-drop limit when a profile sets no queue
+};
+
+/// One direction to shape.
+struct ShapeRequest {
+  Endpoint sender;    ///< where the traffic leaves (HTB/netem on its egress)
+  Endpoint receiver;  ///< where it arrives (delay line on its ingress; userspace backend)
+  LinkProfile profile;
+  /// Identifies the direction in rule comments ("gridemu:<tag>"): [A-Za-z0-9_.:/-], at
+  /// most 200 characters, unique on the host, e.g. "<experiment>:<link>:fwd".
+  std::string tag;
+  Direction direction = Direction::kForward;
+  /// Names the direction's random stream (loss, jitter, ... decisions derive from
+  /// ShaperOptions::seed, this name and `direction`); "" = the tag. Give a name that is
+  /// stable across runs (e.g. the link's id) for reproducible experiments.
+  std::string stream{};
+};
+
+class Shaper;
+namespace detail {
+struct NetnsCtx;
+}  // namespace detail
+
+/// A shaped direction. Thread-safe. Destroying it removes the shaping (errors ignored;
+/// call Remove() to see them). Must not outlive its Shaper.
+class ShapedLink {
+ public:
+  ~ShapedLink();
+  ShapedLink(const ShapedLink&) = delete;
+  ShapedLink& operator=(const ShapedLink&) = delete;
+
+  /// Changes the named parameters at run time: the new profile is
+  /// profile().MergedWith(changes) (LinkProfile::MergedWith). Only what differs is
+  /// touched, in place: a delay change is a netem change (netem backend) or a delay-line
+  /// update (userspace) and leaves rate, loss and queued packets alone; a rate change is
+  /// an HTB class change. Errors: as Shaper::Shape for the merged profile; on error the
+  /// previous shaping stays. kFailedPrecondition after Remove().
+  Status Change(const LinkProfile& changes);
+  /// Counters, read from the delay line (atomics) and the kernel (qdisc/class stats, and
+  /// the NFQUEUE drop counters). Errors: kFailedPrecondition after Remove(); netlink errors.
+  Result<Counters> GetCounters();
+  /// Removes everything this direction created. Idempotent.
+  Status Remove();
+
+  const LinkProfile& profile() const { return profile_; }
+  const Plan& plan() const { return plan_; }
+  const ShapeRequest& request() const { return request_; }
+  /// The NFQUEUE number in the receiver's namespace, or -1 without a delay line.
+  int queue_num() const;
+
+ private:
+  friend class Shaper;
+  explicit ShapedLink(Shaper* shaper) : shaper_(shaper) {}
+  Status SetGso(uint32_t segs);  // saves the interface's value the first time
+  Shaper* shaper_;
+  std::mutex mu_;
+  ShapeRequest request_;
+  LinkProfile profile_;
+  Plan plan_;
+  bool removed_ = false;
+  bool qdiscs_installed_ = false;
+  bool rules_installed_ = false;
+  int sender_ifindex_ = 0;
+  uint32_t mtu_ = 1500;
+  std::optional<uint32_t> saved_gso_segs_;        // the sender interface's value before shaping
+  std::shared_ptr<detail::NetnsCtx> sender_ctx_;  // the sender namespace's netlink socket
+  std::optional<DelayLine::QueueInfo> queue_;
+};
+
+/// Shapes link directions with one backend. Thread-safe. Owns the delay-line engine (one
+/// per process: create a single Shaper per process when the userspace backend is used).
+/// Destroying it removes every direction still shaped and stops the engine.
+class Shaper {
+ public:
+  /// Probes the kernel (unless options.capabilities is given) and selects the backend.
+  /// Errors: as ProbeCapabilities and SelectBackend.
+  static Result<std::unique_ptr<Shaper>> Create(const ShaperOptions& options);
+  ~Shaper();
+
+  Backend backend() const { return backend_; }
+  const Capabilities& capabilities() const { return caps_; }
+
+  /// Shapes one direction. Errors: the profile's (kInvalidArgument, LinkProfile::Validate),
+  /// the backend's (kUnimplemented, CheckBackendSupports: "<field>: not supported by the
+  /// <backend> backend..."), kInvalidArgument for a bad tag, kNotFound for a missing
+  /// namespace or interface, kAlreadyExists if the sender's interface already has a root
+  /// qdisc, and kernel/iptables errors. On error nothing is left behind.
+  Result<std::unique_ptr<ShapedLink>> Shape(const ShapeRequest& request);
+
+  /// Shapes many directions at once, with one iptables-restore per receiving namespace and
+  /// family instead of one per direction (what an agent deploying a shard uses). All or
+  /// nothing: on error, what was created is removed.
+  Result<std::vector<std::unique_ptr<ShapedLink>>> ShapeMany(
+      const std::vector<ShapeRequest>& requests);
+  /// Removes many directions, batching the rule deletions per namespace. Links already
+  /// removed are skipped. Returns the first error but removes all it can.
+  Status RemoveMany(std::vector<std::unique_ptr<ShapedLink>>& links);
+
+  /// The delay line, once started (nullptr before the first userspace delay line).
+  DelayLine* delay_line() { return delay_line_.get(); }
+
+ private:
+  friend class ShapedLink;
+  Shaper() = default;
+  Result<std::shared_ptr<detail::NetnsCtx>> GetCtx(const std::string& netns);
+  Status EnsureDelayLine();
+  Result<Plan> PlanFor(const ShapeRequest& r, const LinkProfile& profile, uint32_t mtu) const;
+  Status CheckRequest(const ShapeRequest& r) const;
+  void Forget(ShapedLink* link);
+
+  ShaperOptions options_;
+  Capabilities caps_;
+  Backend backend_ = Backend::kUserspace;
+  std::mutex mu_;  // guards ctxs_, live_ and delay_line_ creation
+  std::map<NetnsId, std::weak_ptr<detail::NetnsCtx>> ctxs_;
+  std::unique_ptr<DelayLine> delay_line_;
+  std::vector<ShapedLink*> live_;  // guarded by mu_
+};
+
+/// Removes the NFQUEUE rules whose comment starts with "gridemu:<tag_prefix>" from the
+/// mangle PREROUTING chains (IPv4 and IPv6) of the namespace at `netns_path`: the cleanup
+/// of a crashed process's rules (fail closed: they black-hole their links until removed).
+/// Returns the number of rules removed. Errors: kNotFound, iptables errors.
+Result<int> RemoveLeftoverRules(const std::string& netns_path, const std::string& tag_prefix);
+
+/// Deletes the root qdisc of `ifname` in `netns_path` if it is netshape's (handle 1: with
+/// kind htb or netem). Returns whether one was deleted. For cleanup after a crash.
+Result<bool> RemoveLeftoverQdisc(const std::string& netns_path, const std::string& ifname);
+
+}  // namespace gridemu::netshape

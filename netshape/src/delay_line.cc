@@ -1,0 +1,920 @@
+#include "gridemu/netshape/delay_line.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gridemu/netshape/impairment.h"
+#include "gridemu/netshape/netns.h"
+#include "internal.h"
+#include "nfq_internal.h"
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+namespace gridemu::netshape {
+
+// ---------------------------------------------------------------------------------------
+// Binding a queue.
+
+namespace {
+
+Status SendAndAck(int fd, nlmsghdr* nlh, const std::string& what) {
+  static std::atomic<uint32_t> seq_counter{1};
+  nlh->nlmsg_flags |= NLM_F_ACK;
+  nlh->nlmsg_seq = seq_counter.fetch_add(1);
+  const uint32_t seq = nlh->nlmsg_seq;
+  if (send(fd, nlh, nlh->nlmsg_len, 0) < 0) return ErrnoStatus(errno, what);
+  char buf[8192];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, what);
+    }
+    int len = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq != seq) continue;
+      auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+      if (e->error == 0) return Status::Ok();
+      return ErrnoStatus(-e->error, what);
+    }
+  }
+}
+
+}  // namespace
+
+Result<UniqueFd> BindNfQueue(uint16_t queue_num, uint32_t copy_range, uint32_t max_len) {
+  UniqueFd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+  if (!fd.valid()) return ErrnoStatus(errno, "NFQUEUE socket");
+  sockaddr_nl addr;
+  std::memset(&addr, 0, sizeof addr);
+  addr.nl_family = AF_NETLINK;
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return ErrnoStatus(errno, "NFQUEUE socket bind");
+  }
+  const std::string what = "NFQUEUE queue " + std::to_string(queue_num);
+  alignas(nlmsghdr) char buf[512];
+  nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_num);
+  nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
+  GRIDEMU_RETURN_IF_ERROR(SendAndAck(fd.get(), nlh, what + ": bind"));
+  nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_num);
+  nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, static_cast<int>(copy_range));
+  nfq_nlmsg_cfg_put_qmaxlen(nlh, max_len);
+  // Fail closed: clear NFQA_CFG_F_FAIL_OPEN (and GSO: the kernel segments GSO packets so
+  // that loss and delay apply per segment, as on a wire).
+  mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(0));
+  mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO));
+  GRIDEMU_RETURN_IF_ERROR(SendAndAck(fd.get(), nlh, what + ": configure"));
+  int one = 1;
+  setsockopt(fd.get(), SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
+  int rcvbuf = 8 << 20;
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  }
+  return fd;
+}
+
+// ---------------------------------------------------------------------------------------
+// The engine.
+
+namespace {
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+struct CounterBlock {
+  std::atomic<uint64_t> received_packets{0}, received_bytes{0}, passed_packets{0}, passed_bytes{0},
+      loss_dropped{0}, delayed{0}, duplicated{0}, reordered{0}, held{0};
+};
+
+void Inc(std::atomic<uint64_t>& a, uint64_t v = 1) { a.fetch_add(v, std::memory_order_relaxed); }
+
+// A packet waiting for its verdict, in kernel id order.
+struct Pending {
+  uint32_t id;
+  uint32_t len;
+  uint8_t state;  // 0 = held, 1 = verdict sent individually, 2 = released this round
+};
+
+struct Queue {
+  uint64_t id = 0;
+  uint16_t num = 0;
+  UniqueFd fd;
+  DelayLineSpec spec;
+  std::unique_ptr<ImpairmentModel> model;
+  std::shared_ptr<CounterBlock> counters;
+  std::deque<Pending> pending;
+  std::vector<uint32_t> release;  // ids to accept this round
+  std::vector<char> out;          // verdict messages of this round
+  size_t out_len = 0;
+  UniqueFd raw4, raw6;  // duplicate injection (receiving namespace)
+  bool removed = false;
+  bool in_dirty = false;
+};
+
+struct HeapEntry {
+  int64_t t;
+  uint64_t seq;
+  uint64_t qid;
+  uint32_t id;
+  uint32_t len;
+  std::shared_ptr<std::vector<uint8_t>> dup;  // set for a duplicate to inject
+  bool operator>(const HeapEntry& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+};
+
+constexpr size_t kOutBuf = 64 * 1024;
+constexpr size_t kVerdictMsgMax = 64;  // bytes one verdict message takes at most
+
+int64_t RealNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+class Worker {
+ public:
+  Worker(int index, int cpu, int recv_batch, int64_t spin_ns, int rt_priority)
+      : index_(index), cpu_(cpu), batch_(recv_batch), spin_ns_(spin_ns), rt_(rt_priority) {}
+
+  Status Start() {
+    epfd_.reset(epoll_create1(EPOLL_CLOEXEC));
+    timerfd_.reset(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    eventfd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!epfd_.valid() || !timerfd_.valid() || !eventfd_.valid()) {
+      return ErrnoStatus(errno, "delay line worker setup");
+    }
+    for (int fd : {timerfd_.get(), eventfd_.get()}) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = static_cast<uint64_t>(fd) | (1ull << 63);
+      epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev);
+    }
+    small_.assign(static_cast<size_t>(batch_) * kSmallSlot, 0);
+    big_.assign(kBigBatch * kBigSlot, 0);
+    thread_ = std::thread([this] { Run(); });
+    return Status::Ok();
+  }
+
+  void Stop() {
+    Post([this] { stop_ = true; });
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Runs `fn` on the worker thread and waits for it.
+  void Call(std::function<void()> fn) {
+    std::promise<void> done;
+    auto fut = done.get_future();
+    Post([&] {
+      fn();
+      done.set_value();
+    });
+    fut.wait();
+  }
+
+  void Post(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cmds_.push_back(std::move(fn));
+    }
+    uint64_t one = 1;
+    (void)!write(eventfd_.get(), &one, sizeof one);
+  }
+
+  std::atomic<int> load{0};
+  pthread_t native() { return thread_.native_handle(); }
+
+  // --- on the worker thread ---
+
+  void AddQueue(std::unique_ptr<Queue> q) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = q->id;
+    epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, q->fd.get(), &ev);
+    q->out.assign(kOutBuf, 0);
+    queues_[q->id] = std::move(q);
+  }
+
+  void UpdateQueue(uint64_t id, const DelayLineSpec& spec, UniqueFd raw4, UniqueFd raw6) {
+    auto it = queues_.find(id);
+    if (it == queues_.end()) return;
+    Queue& q = *it->second;
+    if (spec.copy_range_bytes != q.spec.copy_range_bytes ||
+        spec.max_pending_packets != q.spec.max_pending_packets) {
+      alignas(nlmsghdr) char buf[256];
+      nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, q.num);
+      nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, static_cast<int>(spec.copy_range_bytes));
+      nfq_nlmsg_cfg_put_qmaxlen(nlh, spec.max_pending_packets);
+      (void)!send(q.fd.get(), nlh, nlh->nlmsg_len, 0);
+    }
+    q.spec = spec;
+    q.model->Update(spec.impairment);
+    if (raw4.valid()) q.raw4 = std::move(raw4);
+    if (raw6.valid()) q.raw6 = std::move(raw6);
+  }
+
+  void RemoveQueue(uint64_t id) {
+    auto it = queues_.find(id);
+    if (it == queues_.end()) return;
+    Queue& q = *it->second;
+    // Release everything still held: one batch verdict up to the newest pending id.
+    Flush(q);
+    uint32_t held = 0;
+    for (const Pending& p : q.pending) held += p.state == 0;
+    if (!q.pending.empty()) {
+      AppendVerdict(q, NFQNL_MSG_VERDICT_BATCH, q.pending.back().id, NF_ACCEPT);
+      for (const Pending& p : q.pending) {
+        if (p.state == 0) {
+          Inc(q.counters->passed_packets);
+          Inc(q.counters->passed_bytes, p.len);
+        }
+      }
+      SendOut(q);
+    }
+    q.counters->held.fetch_sub(held, std::memory_order_relaxed);
+    q.pending.clear();
+    q.removed = true;
+    epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, q.fd.get(), nullptr);
+    // Unbind explicitly (closing the socket would too).
+    alignas(nlmsghdr) char buf[256];
+    nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, q.num);
+    nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND);
+    (void)!send(q.fd.get(), nlh, nlh->nlmsg_len, 0);
+    // Its heap entries are skipped when they come due (looked up by id).
+    if (q.in_dirty) dirty_.erase(std::find(dirty_.begin(), dirty_.end(), &q));
+    queues_.erase(it);
+  }
+
+ private:
+  static constexpr size_t kSmallSlot = 1024;
+  static constexpr size_t kBigSlot = 66 * 1024;
+  static constexpr size_t kBigBatch = 4;
+
+  void Run() {
+    pthread_setname_np(pthread_self(), ("gridemu-dl" + std::to_string(index_)).c_str());
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    if (cpu_ >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(cpu_, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    if (rt_ > 0) {
+      sched_param sp{};
+      sp.sched_priority = std::min(rt_, 99);
+      pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);  // best effort
+    }
+    std::vector<epoll_event> events(64);
+    while (!stop_) {
+      bool timer_fired = false;
+      int n = epoll_wait(epfd_.get(), events.data(), static_cast<int>(events.size()), -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        uint64_t tag = events[i].data.u64;
+        if (tag & (1ull << 63)) {
+          int fd = static_cast<int>(tag & 0xffffffff);
+          uint64_t v;
+          (void)!read(fd, &v, sizeof v);
+          if (fd == eventfd_.get()) RunCommands();
+          if (fd == timerfd_.get()) {
+            armed_ = INT64_MAX;
+            timer_fired = true;
+          }
+          continue;
+        }
+        auto it = queues_.find(tag);
+        if (it != queues_.end()) ReadQueue(*it->second);
+      }
+      int64_t now = NowNs();
+      if (timer_fired && !heap_.empty() && heap_.top().t > now &&
+          heap_.top().t - now <= spin_ns_) {
+        // Woken early on purpose by the timer (Arm): spin to the release time. (Woken by
+        // packets, the worker does not spin: under load releases happen at the next
+        // wake-up, a few microseconds late at most, instead of burning the core.)
+        const int64_t due = heap_.top().t;
+        while ((now = NowNs()) < due) {
+          __builtin_ia32_pause();
+        }
+      }
+      ReleaseDue(now);
+      FlushDirty();
+      Arm();
+    }
+    // Stopping: release what is held (the engine removes queues before stopping).
+    for (auto& [id, q] : queues_) RemoveQueueNoErase(*q);
+  }
+
+  void RemoveQueueNoErase(Queue& q) {
+    if (!q.pending.empty()) {
+      AppendVerdict(q, NFQNL_MSG_VERDICT_BATCH, q.pending.back().id, NF_ACCEPT);
+      SendOut(q);
+    }
+  }
+
+  void RunCommands() {
+    std::vector<std::function<void()>> cmds;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cmds.swap(cmds_);
+    }
+    for (auto& c : cmds) c();
+  }
+
+  void MarkDirty(Queue& q) {
+    if (!q.in_dirty) {
+      q.in_dirty = true;
+      dirty_.push_back(&q);
+    }
+  }
+
+  void AppendVerdict(Queue& q, int type, uint32_t id, int verdict) {
+    if (q.out_len + kVerdictMsgMax > q.out.size()) SendOut(q);
+    nlmsghdr* nlh = nfq_nlmsg_put(q.out.data() + q.out_len, type, q.num);
+    nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), verdict);
+    q.out_len += NLMSG_ALIGN(nlh->nlmsg_len);
+  }
+
+  void SendOut(Queue& q) {
+    if (q.out_len == 0) return;
+    size_t off = 0;
+    while (off < q.out_len) {
+      ssize_t w = send(q.fd.get(), q.out.data() + off, q.out_len - off, 0);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        break;  // the kernel rejected the batch; packets stay queued until removal
+      }
+      off += static_cast<size_t>(w);
+    }
+    q.out_len = 0;
+  }
+
+  Pending* FindPending(Queue& q, uint32_t id) {
+    if (q.pending.empty()) return nullptr;
+    uint32_t idx = id - q.pending.front().id;
+    if (idx < q.pending.size() && q.pending[idx].id == id) return &q.pending[idx];
+    for (Pending& p : q.pending) {
+      if (p.id == id) return &p;
+    }
+    return nullptr;
+  }
+
+  void HandlePacket(Queue& q, const nlmsghdr* nlh, size_t avail, int64_t now) {
+    // Walk the attributes within what was received (a message can be truncated).
+    const char* base = reinterpret_cast<const char*>(nlh);
+    size_t end = std::min<size_t>(nlh->nlmsg_len, avail);
+    size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg));
+    bool have_id = false;
+    uint32_t id = 0, cap_len = 0, payload_len = 0;
+    int64_t stamp_real = 0;
+    const uint8_t* payload = nullptr;
+    while (off + sizeof(nlattr) <= end) {
+      const auto* a = reinterpret_cast<const nlattr*>(base + off);
+      if (a->nla_len < sizeof(nlattr)) break;
+      const size_t alen = a->nla_len - sizeof(nlattr);
+      const char* data = base + off + sizeof(nlattr);
+      const bool whole = off + a->nla_len <= end;
+      switch (a->nla_type & NLA_TYPE_MASK) {
+        case NFQA_PACKET_HDR:
+          if (whole && alen >= sizeof(nfqnl_msg_packet_hdr)) {
+            id = ntohl(reinterpret_cast<const nfqnl_msg_packet_hdr*>(data)->packet_id);
+            have_id = true;
+          }
+          break;
+        case NFQA_CAP_LEN:
+          if (whole && alen >= 4) {
+            uint32_t v;
+            std::memcpy(&v, data, 4);
+            cap_len = ntohl(v);
+          }
+          break;
+        case NFQA_TIMESTAMP:
+          if (whole && alen >= sizeof(nfqnl_msg_packet_timestamp)) {
+            nfqnl_msg_packet_timestamp ts;
+            std::memcpy(&ts, data, sizeof ts);
+            stamp_real = static_cast<int64_t>(be64toh(ts.sec)) * 1000000000 +
+                         static_cast<int64_t>(be64toh(ts.usec)) * 1000;
+          }
+          break;
+        case NFQA_PAYLOAD:
+          payload_len = static_cast<uint32_t>(alen);
+          if (whole) payload = reinterpret_cast<const uint8_t*>(data);
+          break;
+        default:
+          break;
+      }
+      off += NLA_ALIGN(a->nla_len);
+    }
+    if (!have_id) return;
+    const uint32_t len = cap_len ? cap_len : payload_len;
+    if (stamp_real > 0) {
+      // The kernel's receive time, moved to CLOCK_MONOTONIC; ignored if implausible.
+      int64_t age = real_now_ - stamp_real;
+      if (age > 0 && age < 1000000000) now -= age;
+    }
+    CounterBlock& c = *q.counters;
+    Inc(c.received_packets);
+    Inc(c.received_bytes, len);
+    q.pending.push_back({id, len, 0});
+    MarkDirty(q);
+    PacketDecision d = q.model->Next();
+    if (d.drop) {
+      Inc(c.loss_dropped);
+      AppendVerdict(q, NFQNL_MSG_VERDICT, id, NF_DROP);
+      q.pending.back().state = 1;
+    } else if (d.reorder || d.delay.count() == 0) {
+      if (d.reorder) Inc(c.reordered);
+      q.release.push_back(id);
+      Inc(c.passed_packets);
+      Inc(c.passed_bytes, len);
+    } else {
+      Inc(c.delayed);
+      Inc(c.held);
+      heap_.push({now + d.delay.count(), seq_++, q.id, id, len, nullptr});
+    }
+    if (d.duplicate && payload && cap_len == 0 && payload_len >= 20) {
+      PacketDecision d2 = q.model->NextForDuplicate();
+      if (!d2.drop) {
+        auto copy = std::make_shared<std::vector<uint8_t>>(payload, payload + payload_len);
+        int64_t t = d2.reorder ? now : now + d2.delay.count();
+        heap_.push({t, seq_++, q.id, 0, payload_len, std::move(copy)});
+      }
+    }
+  }
+
+  void ReadQueue(Queue& q) {
+    const bool big = q.spec.copy_range_bytes > kSmallSlot - 256;
+    const size_t slot = big ? kBigSlot : kSmallSlot;
+    const size_t nslots = big ? kBigBatch : static_cast<size_t>(batch_);
+    char* arena = big ? big_.data() : small_.data();
+    std::vector<mmsghdr>& msgs = msgs_;
+    std::vector<iovec>& iovs = iovs_;
+    msgs.resize(nslots);
+    iovs.resize(nslots);
+    for (int round = 0; round < 8; ++round) {
+      for (size_t i = 0; i < nslots; ++i) {
+        iovs[i] = {arena + i * slot, slot};
+        std::memset(&msgs[i], 0, sizeof msgs[i]);
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+      }
+      int n =
+          recvmmsg(q.fd.get(), msgs.data(), static_cast<unsigned>(nslots), MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;
+      const int64_t now = NowNs();
+      real_now_ = RealNs();
+      for (int i = 0; i < n; ++i) {
+        size_t got = std::min<size_t>(msgs[i].msg_len, slot);
+        int len = static_cast<int>(got);
+        for (auto* h = reinterpret_cast<nlmsghdr*>(arena + i * slot);
+             len >= static_cast<int>(NLMSG_HDRLEN) && h->nlmsg_len >= NLMSG_HDRLEN;) {
+          if ((h->nlmsg_type & 0xff) == NFQNL_MSG_PACKET &&
+              (h->nlmsg_type >> 8) == NFNL_SUBSYS_QUEUE) {
+            HandlePacket(q, h, static_cast<size_t>(len), now);
+          }
+          if (static_cast<int>(NLMSG_ALIGN(h->nlmsg_len)) >= len) break;
+          len -= NLMSG_ALIGN(h->nlmsg_len);
+          h = reinterpret_cast<nlmsghdr*>(reinterpret_cast<char*>(h) + NLMSG_ALIGN(h->nlmsg_len));
+        }
+      }
+      if (static_cast<size_t>(n) < nslots) return;
+    }
+  }
+
+  void Inject(Queue& q, const std::vector<uint8_t>& pkt) {
+    const uint8_t version = pkt[0] >> 4;
+    if (version == 4 && pkt.size() >= sizeof(ip)) {
+      if (!q.raw4.valid()) return;
+      sockaddr_in dst{};
+      dst.sin_family = AF_INET;
+      std::memcpy(&dst.sin_addr, pkt.data() + offsetof(ip, ip_dst), 4);
+      (void)!sendto(q.raw4.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&dst),
+                    sizeof dst);
+    } else if (version == 6 && pkt.size() >= sizeof(ip6_hdr)) {
+      if (!q.raw6.valid()) return;
+      sockaddr_in6 dst{};
+      dst.sin6_family = AF_INET6;
+      std::memcpy(&dst.sin6_addr, pkt.data() + offsetof(ip6_hdr, ip6_dst), 16);
+      (void)!sendto(q.raw6.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&dst),
+                    sizeof dst);
+    } else {
+      return;
+    }
+    Inc(q.counters->duplicated);
+    Inc(q.counters->passed_packets);
+    Inc(q.counters->passed_bytes, pkt.size());
+  }
+
+  void ReleaseDue(int64_t now) {
+    while (!heap_.empty() && heap_.top().t <= now) {
+      HeapEntry e = heap_.top();
+      heap_.pop();
+      auto it = queues_.find(e.qid);
+      if (it == queues_.end()) continue;  // removed meanwhile
+      Queue& q = *it->second;
+      if (e.dup) {
+        Inject(q, *e.dup);
+        continue;
+      }
+      q.release.push_back(e.id);
+      q.counters->held.fetch_sub(1, std::memory_order_relaxed);
+      Inc(q.counters->passed_packets);
+      Inc(q.counters->passed_bytes, e.len);
+      MarkDirty(q);
+    }
+  }
+
+  // Sends this round's verdicts of `q`: a single batch verdict when the released packets
+  // are exactly the oldest pending ones, else one verdict per packet.
+  void Flush(Queue& q) {
+    if (!q.release.empty()) {
+      for (uint32_t id : q.release) {
+        if (Pending* p = FindPending(q, id)) p->state = 2;
+      }
+      size_t popped_released = 0;
+      uint32_t last_id = 0;
+      while (!q.pending.empty() && q.pending.front().state != 0) {
+        if (q.pending.front().state == 2) {
+          ++popped_released;
+          last_id = q.pending.front().id;
+        }
+        q.pending.pop_front();
+      }
+      if (popped_released == q.release.size()) {
+        AppendVerdict(q, NFQNL_MSG_VERDICT_BATCH, last_id, NF_ACCEPT);
+      } else {
+        for (uint32_t id : q.release) AppendVerdict(q, NFQNL_MSG_VERDICT, id, NF_ACCEPT);
+        for (Pending& p : q.pending) {
+          if (p.state == 2) p.state = 1;
+        }
+      }
+      q.release.clear();
+    } else {
+      while (!q.pending.empty() && q.pending.front().state != 0) q.pending.pop_front();
+    }
+    SendOut(q);
+  }
+
+  void FlushDirty() {
+    for (Queue* q : dirty_) {
+      q->in_dirty = false;
+      if (!q->removed) Flush(*q);
+    }
+    dirty_.clear();
+  }
+
+  void Arm() {
+    int64_t next = heap_.empty() ? INT64_MAX : heap_.top().t;
+    if (next == armed_) return;
+    itimerspec its{};
+    if (next != INT64_MAX) {
+      next -= spin_ns_;
+      its.it_value.tv_sec = next / 1000000000;
+      its.it_value.tv_nsec = next % 1000000000;
+      if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    }
+    timerfd_settime(timerfd_.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+    armed_ = heap_.empty() ? INT64_MAX : heap_.top().t;
+  }
+
+  int index_;
+  int cpu_;
+  int batch_;
+  int64_t spin_ns_;
+  int rt_;
+  int64_t real_now_ = 0;
+  std::thread thread_;
+  UniqueFd epfd_, timerfd_, eventfd_;
+  std::mutex mu_;
+  std::vector<std::function<void()>> cmds_;
+  bool stop_ = false;
+  std::unordered_map<uint64_t, std::unique_ptr<Queue>> queues_;
+  std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<HeapEntry>> heap_;
+  uint64_t seq_ = 0;
+  int64_t armed_ = INT64_MAX;
+  std::vector<Queue*> dirty_;
+  std::vector<char> small_, big_;
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+};
+
+// What callers need about a queue, outside the worker.
+struct QueueRef {
+  std::string netns;
+  NetnsId netns_id;
+  uint16_t num = 0;
+  int worker = 0;
+  std::shared_ptr<CounterBlock> counters;
+  DelayLineSpec spec;
+};
+
+Result<std::pair<UniqueFd, UniqueFd>> OpenRawSockets(const std::string& netns) {
+  std::pair<UniqueFd, UniqueFd> socks;
+  GRIDEMU_RETURN_IF_ERROR(RunInNetns(netns, [&]() -> Status {
+    socks.first.reset(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!socks.first.valid()) return ErrnoStatus(errno, "raw IPv4 socket for duplicates");
+    socks.second.reset(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    // IPv6 may be disabled in the namespace: duplicates are then IPv4 only.
+    return Status::Ok();
+  }));
+  return socks;
+}
+
+class DelayLineImpl : public DelayLine {
+ public:
+  explicit DelayLineImpl(const DelayLineOptions& o) : opts_(o) {}
+
+  ~DelayLineImpl() override {
+    std::vector<uint64_t> ids;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, ref] : refs_) ids.push_back(id);
+    }
+    for (uint64_t id : ids) (void)RemoveQueue(id);
+    for (auto& w : workers_) w->Stop();
+  }
+
+  Status Init() {
+    // One socket per queue: make room for thousands of them.
+    rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    std::vector<int> cpus;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+      for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (CPU_ISSET(c, &set)) cpus.push_back(c);
+      }
+    }
+    if (opts_.kernel_timestamps) {
+      // Any socket with SO_TIMESTAMP turns on receive timestamps for every packet
+      // (net_enable_timestamp); the queue messages then carry NFQA_TIMESTAMP.
+      stamp_sock_.reset(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      int one = 1;
+      if (stamp_sock_.valid()) {
+        setsockopt(stamp_sock_.get(), SOL_SOCKET, SO_TIMESTAMP, &one, sizeof one);
+      }
+    }
+    int n = opts_.workers > 0 ? opts_.workers : std::max<int>(1, static_cast<int>(cpus.size()));
+    for (int i = 0; i < n; ++i) {
+      int cpu = (opts_.pin_workers && !cpus.empty()) ? cpus[i % cpus.size()] : -1;
+      auto w = std::make_unique<Worker>(i, cpu, std::max(1, opts_.recv_batch),
+                                        std::max(0, opts_.spin_us) * int64_t{1000},
+                                        opts_.realtime_priority);
+      GRIDEMU_RETURN_IF_ERROR(w->Start());
+      workers_.push_back(std::move(w));
+    }
+    return Status::Ok();
+  }
+
+  Result<QueueInfo> AddQueue(const std::string& netns, const DelayLineSpec& spec) override {
+    GRIDEMU_ASSIGN_OR_RETURN(NetnsId nsid, GetNetnsId(netns));
+    UniqueFd fd;
+    uint16_t num = 0;
+    Status last = UnavailableError("no free NFQUEUE number");
+    {
+      // Numbers are allocated under the lock so that two callers never try the same one.
+      std::lock_guard<std::mutex> lock(alloc_mu_);
+      std::set<uint16_t>& used = used_[nsid];
+      uint32_t candidate = opts_.first_queue_num;
+      int tries = 0;
+      while (candidate <= 0xffff && tries < 4096) {
+        if (used.count(static_cast<uint16_t>(candidate))) {
+          ++candidate;
+          continue;
+        }
+        ++tries;
+        Result<UniqueFd> r = UnavailableError("");
+        Status st = RunInNetns(netns, [&]() -> Status {
+          r = BindNfQueue(static_cast<uint16_t>(candidate), spec.copy_range_bytes,
+                          spec.max_pending_packets);
+          return r.status();
+        });
+        if (st.ok()) {
+          fd = std::move(r).value();
+          num = static_cast<uint16_t>(candidate);
+          used.insert(num);
+          break;
+        }
+        last = st;
+        // Taken by someone else (EBUSY/EEXIST): try the next number; anything else is fatal.
+        if (st.code() != StatusCode::kUnavailable && st.code() != StatusCode::kAlreadyExists) {
+          if (used.empty()) used_.erase(nsid);
+          return st;
+        }
+        ++candidate;
+      }
+      if (!fd.valid()) {
+        return UnavailableError("no free NFQUEUE number in " + netns + ": " + last.message());
+      }
+    }
+    UniqueFd raw4, raw6;
+    if (spec.impairment.duplicate) {
+      auto raws = OpenRawSockets(netns);
+      if (!raws.ok()) {
+        ReleaseNumber(nsid, num);
+        return raws.status();
+      }
+      raw4 = std::move(raws->first);
+      raw6 = std::move(raws->second);
+    }
+    auto q = std::make_unique<Queue>();
+    q->num = num;
+    q->fd = std::move(fd);
+    q->spec = spec;
+    q->model = std::make_unique<ImpairmentModel>(spec.impairment, spec.seed);
+    q->counters = std::make_shared<CounterBlock>();
+    q->raw4 = std::move(raw4);
+    q->raw6 = std::move(raw6);
+    QueueRef ref;
+    ref.netns = netns;
+    ref.netns_id = nsid;
+    ref.num = num;
+    ref.counters = q->counters;
+    ref.spec = spec;
+    // Least-loaded worker.
+    int best = 0;
+    for (int i = 1; i < static_cast<int>(workers_.size()); ++i) {
+      if (workers_[i]->load.load() < workers_[best]->load.load()) best = i;
+    }
+    ref.worker = best;
+    uint64_t id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id = next_id_++;
+      q->id = id;
+      refs_[id] = ref;
+    }
+    workers_[best]->load.fetch_add(1);
+    Worker* w = workers_[best].get();
+    auto* raw = q.release();
+    w->Call([w, raw] { w->AddQueue(std::unique_ptr<Queue>(raw)); });
+    return QueueInfo{id, num, best};
+  }
+
+  Status UpdateQueue(uint64_t id, const DelayLineSpec& spec) override {
+    QueueRef ref;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = refs_.find(id);
+      if (it == refs_.end()) return NotFoundError("delay line queue " + std::to_string(id));
+      ref = it->second;
+    }
+    UniqueFd raw4, raw6;
+    if (spec.impairment.duplicate && !ref.spec.impairment.duplicate) {
+      GRIDEMU_ASSIGN_OR_RETURN(auto raws, OpenRawSockets(ref.netns));
+      raw4 = std::move(raws.first);
+      raw6 = std::move(raws.second);
+    }
+    Worker* w = workers_[ref.worker].get();
+    auto r4 = std::make_shared<UniqueFd>(std::move(raw4));
+    auto r6 = std::make_shared<UniqueFd>(std::move(raw6));
+    w->Call([w, id, spec, r4, r6] { w->UpdateQueue(id, spec, std::move(*r4), std::move(*r6)); });
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(id);
+    if (it != refs_.end()) it->second.spec = spec;
+    return Status::Ok();
+  }
+
+  Status RemoveQueue(uint64_t id) override {
+    QueueRef ref;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = refs_.find(id);
+      if (it == refs_.end()) return NotFoundError("delay line queue " + std::to_string(id));
+      ref = it->second;
+      refs_.erase(it);
+    }
+    Worker* w = workers_[ref.worker].get();
+    w->Call([w, id] { w->RemoveQueue(id); });
+    w->load.fetch_sub(1);
+    ReleaseNumber(ref.netns_id, ref.num);
+    return Status::Ok();
+  }
+
+  Result<DelayLineCounters> ReadCounters(uint64_t id, bool with_kernel_drops) override {
+    QueueRef ref;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = refs_.find(id);
+      if (it == refs_.end()) return NotFoundError("delay line queue " + std::to_string(id));
+      ref = it->second;
+    }
+    const CounterBlock& c = *ref.counters;
+    auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    DelayLineCounters out;
+    out.received_packets = ld(c.received_packets);
+    out.received_bytes = ld(c.received_bytes);
+    out.passed_packets = ld(c.passed_packets);
+    out.passed_bytes = ld(c.passed_bytes);
+    out.loss_dropped_packets = ld(c.loss_dropped);
+    out.delayed_packets = ld(c.delayed);
+    out.duplicated_packets = ld(c.duplicated);
+    out.reordered_packets = ld(c.reordered);
+    out.held_packets = ld(c.held);
+    if (with_kernel_drops) {
+      // /proc/net/netfilter/nfnetlink_queue, read from inside the queue's namespace:
+      // queue_num portid queue_total copy_mode copy_range queue_dropped user_dropped id_seq 1
+      GRIDEMU_RETURN_IF_ERROR(RunInNetns(ref.netns, [&]() -> Status {
+        std::ifstream f("/proc/thread-self/net/netfilter/nfnetlink_queue");
+        std::string line;
+        while (std::getline(f, line)) {
+          std::istringstream ss(line);
+          uint64_t num, portid, total, mode, range, dropped, user_dropped;
+          if (ss >> num >> portid >> total >> mode >> range >> dropped >> user_dropped &&
+              num == ref.num) {
+            out.kernel_dropped_packets = dropped + user_dropped;
+          }
+        }
+        return Status::Ok();
+      }));
+    }
+    return out;
+  }
+
+  int workers() const override { return static_cast<int>(workers_.size()); }
+
+  Result<std::chrono::nanoseconds> WorkerCpuTime(int index) override {
+    if (index < 0 || index >= static_cast<int>(workers_.size())) {
+      return OutOfRangeError("worker " + std::to_string(index));
+    }
+    clockid_t cid;
+    if (int rc = pthread_getcpuclockid(workers_[index]->native(), &cid); rc != 0) {
+      return ErrnoStatus(rc, "pthread_getcpuclockid");
+    }
+    timespec ts;
+    if (clock_gettime(cid, &ts) != 0) return ErrnoStatus(errno, "clock_gettime");
+    return std::chrono::nanoseconds(static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+  }
+
+ private:
+  void ReleaseNumber(NetnsId nsid, uint16_t num) {
+    std::lock_guard<std::mutex> lock(alloc_mu_);
+    auto it = used_.find(nsid);
+    if (it == used_.end()) return;
+    it->second.erase(num);
+    if (it->second.empty()) used_.erase(it);
+  }
+
+  DelayLineOptions opts_;
+  UniqueFd stamp_sock_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::mutex mu_;
+  std::map<uint64_t, QueueRef> refs_;
+  uint64_t next_id_ = 1;
+  std::mutex alloc_mu_;
+  std::map<NetnsId, std::set<uint16_t>> used_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DelayLine>> DelayLine::Start(const DelayLineOptions& options) {
+  auto impl = std::make_unique<DelayLineImpl>(options);
+  GRIDEMU_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<DelayLine>(std::move(impl));
+}
+
+}  // namespace gridemu::netshape

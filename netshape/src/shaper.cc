@@ -1,0 +1,577 @@
+#include "gridemu/netshape/shaper.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <map>
+#include <sstream>
+
+#include "gridemu/netshape/netlink_ops.h"
+#include "internal.h"
+#include "netlink_internal.h"
+
+namespace gridemu::netshape {
+
+namespace detail {
+/// Per-namespace state shared by the links whose sender is in it.
+struct NetnsCtx {
+  std::string path;
+  NetnsId id;
+  std::shared_ptr<RtnlSocket> sock;
+};
+}  // namespace detail
+
+namespace {
+
+bool ValidTag(const std::string& tag) {
+  if (tag.empty() || tag.size() > 200) return false;
+  for (char c : tag) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == ':' ||
+          c == '/' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ValidIfname(const std::string& n) {
+  if (n.empty() || n.size() >= IFNAMSIZ) return false;
+  for (char c : n) {
+    if (c <= ' ' || c == '"' || c == '\'' || c == '\\' || c == '#' || c == '/' || c == 127) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string NetnsLabel(const std::string& p) { return p.empty() ? "(current namespace)" : p; }
+
+// One NFQUEUE rule (shaper.h documents its exact form).
+struct Rule {
+  std::string ifname;
+  uint16_t queue_num;
+  std::string tag;
+  std::string Text(char op) const {
+    return std::string("-") + op + " PREROUTING -i " + ifname +
+           " -m comment --comment \"gridemu:" + tag + "\" -j NFQUEUE --queue-num " +
+           std::to_string(queue_num) + "\n";
+  }
+};
+
+// Applies `op` ('A' or 'D') for `rules` in one namespace, one process per family.
+Status RunRules(const std::string& netns, const std::vector<Rule>& rules, char op, bool ipv6) {
+  if (rules.empty()) return Status::Ok();
+  std::string text = "*mangle\n";
+  for (const Rule& r : rules) text += r.Text(op);
+  text += "COMMIT\n";
+  auto run = [&](const char* prog) -> Status {
+    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult r, RunProcess(netns, {prog, "-w", "--noflush"}, text));
+    if (r.exit_code == 0) return Status::Ok();
+    std::string err = r.err;
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+    std::string msg = std::string(prog) + " in " + NetnsLabel(netns) + " (" +
+                      (op == 'A' ? "adding" : "deleting") + " " + std::to_string(rules.size()) +
+                      " NFQUEUE rule(s)) failed with exit " + std::to_string(r.exit_code) + ": " +
+                      err;
+    if (op == 'D' && err.find("does a matching rule exist") != std::string::npos) {
+      return NotFoundError(msg);
+    }
+    return InternalError(msg);
+  };
+  // The two families are independent tables: run both processes at once.
+  std::future<Status> v6;
+  if (ipv6) v6 = std::async(std::launch::async, run, "ip6tables-restore");
+  Status s4 = run("iptables-restore");
+  Status s6 = ipv6 ? v6.get() : Status::Ok();
+  return s4.ok() ? s6 : s4;
+}
+
+Result<std::pair<int, uint32_t>> IfIndexAndMtu(const std::string& netns,
+                                               const std::string& ifname) {
+  std::pair<int, uint32_t> out{0, 1500};
+  GRIDEMU_RETURN_IF_ERROR(RunInNetns(netns, [&]() -> Status {
+    out.first = static_cast<int>(if_nametoindex(ifname.c_str()));
+    if (out.first == 0) {
+      return NotFoundError("interface " + ifname + " not found in " + NetnsLabel(netns));
+    }
+    UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (fd.valid()) {
+      ifreq ifr;
+      std::memset(&ifr, 0, sizeof ifr);
+      std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+      if (ioctl(fd.get(), SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) out.second = ifr.ifr_mtu;
+    }
+    return Status::Ok();
+  }));
+  return out;
+}
+
+}  // namespace
+
+std::string Counters::ToString() const {
+  std::ostringstream s;
+  s << "passed " << passed_packets << "/" << passed_bytes << "B loss " << loss_dropped_packets
+    << " overflow " << overflow_dropped_packets << " delayed " << delayed_packets << " dup "
+    << duplicated_packets << " reorder " << reordered_packets << " held " << held_packets;
+  return s.str();
+}
+
+// ---------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Shaper>> Shaper::Create(const ShaperOptions& options) {
+  std::unique_ptr<Shaper> s(new Shaper());
+  s->options_ = options;
+  if (options.capabilities) {
+    s->caps_ = *options.capabilities;
+  } else {
+    GRIDEMU_ASSIGN_OR_RETURN(s->caps_, ProbeCapabilities());
+  }
+  GRIDEMU_ASSIGN_OR_RETURN(s->backend_, SelectBackend(options.backend, s->caps_));
+  return s;
+}
+
+Shaper::~Shaper() {
+  std::vector<ShapedLink*> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live = live_;
+  }
+  for (ShapedLink* l : live) {
+    (void)l->Remove();
+    // Whatever could not be removed is abandoned: the link must not reach back into this
+    // Shaper once it is gone (its rules then fail closed; see RemoveLeftoverRules).
+    std::lock_guard<std::mutex> lock(l->mu_);
+    l->removed_ = true;
+  }
+  delay_line_.reset();
+}
+
+Result<std::shared_ptr<detail::NetnsCtx>> Shaper::GetCtx(const std::string& netns) {
+  GRIDEMU_ASSIGN_OR_RETURN(NetnsId id, GetNetnsId(netns));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ctxs_.find(id);
+  if (it != ctxs_.end()) {
+    if (auto c = it->second.lock()) return c;
+  }
+  auto ctx = std::make_shared<detail::NetnsCtx>();
+  ctx->path = netns;
+  ctx->id = id;
+  GRIDEMU_ASSIGN_OR_RETURN(ctx->sock, RtnlSocket::Open(netns));
+  ctxs_[id] = ctx;
+  // Drop entries of namespaces no link uses any more.
+  for (auto i = ctxs_.begin(); i != ctxs_.end();) {
+    i = i->second.expired() ? ctxs_.erase(i) : std::next(i);
+  }
+  return ctx;
+}
+
+Status Shaper::EnsureDelayLine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (delay_line_) return Status::Ok();
+  GRIDEMU_ASSIGN_OR_RETURN(delay_line_, DelayLine::Start(options_.delay_line));
+  return Status::Ok();
+}
+
+Status Shaper::CheckRequest(const ShapeRequest& r) const {
+  if (!ValidTag(r.tag)) {
+    return InvalidArgumentError("tag '" + r.tag +
+                                "': expected 1 to 200 characters of [A-Za-z0-9_.:/-]");
+  }
+  if (!ValidIfname(r.sender.ifname)) {
+    return InvalidArgumentError("sender interface '" + r.sender.ifname + "': not a valid name");
+  }
+  if (!ValidIfname(r.receiver.ifname)) {
+    return InvalidArgumentError("receiver interface '" + r.receiver.ifname + "': not a valid name");
+  }
+  return Status::Ok();
+}
+
+Result<Plan> Shaper::PlanFor(const ShapeRequest& r, const LinkProfile& profile,
+                             uint32_t mtu) const {
+  GRIDEMU_RETURN_IF_ERROR(profile.Validate());
+  GRIDEMU_RETURN_IF_ERROR(CheckBackendSupports(profile, backend_, caps_));
+  PlanOptions po;
+  po.backend = backend_;
+  po.seed = options_.seed;
+  po.stream = r.stream.empty() ? r.tag : r.stream;
+  po.mtu_bytes = mtu;
+  po.default_queue_packets = options_.default_queue_packets;
+  GRIDEMU_ASSIGN_OR_RETURN(Plan plan, BuildPlan(profile, r.direction, po));
+  if (plan.delay_line && options_.ipv6 && !caps_.ip6tables) {
+    for (const auto& [field, set] : ImpairmentFieldsOf(profile)) {
+      if (set) {
+        return UnimplementedError(std::string(field) +
+                                  ": not supported by the userspace backend on this kernel "
+                                  "(ip6tables NFQUEUE target is missing; shape IPv4 only with "
+                                  "ShaperOptions.ipv6 = false)");
+      }
+    }
+  }
+  return plan;
+}
+
+void Shaper::Forget(ShapedLink* link) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_.erase(std::remove(live_.begin(), live_.end(), link), live_.end());
+}
+
+Result<std::unique_ptr<ShapedLink>> Shaper::Shape(const ShapeRequest& request) {
+  GRIDEMU_ASSIGN_OR_RETURN(auto links, ShapeMany({request}));
+  return std::move(links.front());
+}
+
+Result<std::vector<std::unique_ptr<ShapedLink>>> Shaper::ShapeMany(
+    const std::vector<ShapeRequest>& requests) {
+  std::vector<std::unique_ptr<ShapedLink>> links;
+  links.reserve(requests.size());
+  auto fail = [&](const Status& s) -> Status {
+    (void)RemoveMany(links);
+    return s;
+  };
+  // 1. Plans (pure), qdiscs on the senders, delay-line queues at the receivers.
+  for (const ShapeRequest& r : requests) {
+    GRIDEMU_RETURN_IF_ERROR(CheckRequest(r).WithContext(r.tag));
+    auto link = std::unique_ptr<ShapedLink>(new ShapedLink(this));
+    link->request_ = r;
+    link->profile_ = r.profile;
+    // The sender's interface must exist even if this direction has no qdisc.
+    auto im = IfIndexAndMtu(r.sender.netns, r.sender.ifname);
+    if (!im.ok()) return fail(im.status().WithContext(r.tag));
+    link->sender_ifindex_ = im->first;
+    link->mtu_ = im->second;
+    auto plan = PlanFor(r, r.profile, link->mtu_);
+    if (!plan.ok()) return fail(plan.status());
+    link->plan_ = *plan;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      live_.push_back(link.get());
+    }
+    links.push_back(std::move(link));
+    ShapedLink& l = *links.back();
+    if (l.plan_.has_qdiscs() || l.plan_.gso_max_segs) {
+      auto ctx = GetCtx(r.sender.netns);
+      if (!ctx.ok()) return fail(ctx.status().WithContext(r.tag));
+      l.sender_ctx_ = *ctx;
+    }
+    if (l.plan_.gso_max_segs) {
+      Status s = l.SetGso(*l.plan_.gso_max_segs);
+      if (!s.ok()) return fail(s.WithContext(r.tag));
+    }
+    if (l.plan_.has_qdiscs()) {
+      auto ops = MakeRtnlOps(l.sender_ctx_->sock, l.sender_ifindex_, r.sender.ifname);
+      Status s = Apply(l.plan_, *ops);
+      if (!s.ok()) {
+        if (s.code() == StatusCode::kAlreadyExists) {
+          s = AlreadyExistsError(s.message() + " (interface " + r.sender.ifname + " in " +
+                                 NetnsLabel(r.sender.netns) + " already has a root qdisc)");
+        }
+        return fail(s.WithContext(r.tag));
+      }
+      l.qdiscs_installed_ = true;
+    }
+    if (l.plan_.delay_line) {
+      GRIDEMU_RETURN_IF_ERROR(EnsureDelayLine());
+      // The receiver's interface must exist before packets are diverted from it.
+      auto rim = IfIndexAndMtu(r.receiver.netns, r.receiver.ifname);
+      if (!rim.ok()) return fail(rim.status().WithContext(r.tag));
+      auto q = delay_line_->AddQueue(r.receiver.netns, *l.plan_.delay_line);
+      if (!q.ok()) return fail(q.status().WithContext(r.tag));
+      l.queue_ = *q;
+    }
+  }
+  // 2. Rules: one iptables-restore (and one ip6tables-restore) per receiving namespace.
+  std::map<NetnsId, std::vector<ShapedLink*>> by_ns;
+  for (auto& l : links) {
+    if (!l->queue_) continue;
+    auto id = GetNetnsId(l->request_.receiver.netns);
+    if (!id.ok()) return fail(id.status());
+    by_ns[*id].push_back(l.get());
+  }
+  for (auto& [id, group] : by_ns) {
+    std::vector<Rule> rules;
+    for (ShapedLink* l : group) {
+      rules.push_back({l->request_.receiver.ifname, l->queue_->queue_num, l->request_.tag});
+    }
+    Status s = RunRules(group.front()->request_.receiver.netns, rules, 'A', options_.ipv6);
+    if (!s.ok()) {
+      // iptables-restore applies a batch atomically per family; the IPv4 one may have
+      // succeeded: delete what may be there, ignoring "no such rule".
+      (void)RunRules(group.front()->request_.receiver.netns, rules, 'D', false);
+      return fail(s);
+    }
+    for (ShapedLink* l : group) l->rules_installed_ = true;
+  }
+  return links;
+}
+
+Status Shaper::RemoveMany(std::vector<std::unique_ptr<ShapedLink>>& links) {
+  Status first;
+  auto note = [&](const Status& s) {
+    if (!s.ok() && first.ok()) first = s;
+  };
+  // Rules first (per namespace, batched), so that no packet is queued to a queue that is
+  // about to go away (fail closed would drop it).
+  std::map<NetnsId, std::vector<ShapedLink*>> by_ns;
+  for (auto& l : links) {
+    if (!l) continue;
+    std::lock_guard<std::mutex> lock(l->mu_);
+    if (!l->rules_installed_ || !l->queue_) continue;
+    auto id = GetNetnsId(l->request_.receiver.netns);
+    if (!id.ok()) continue;  // the namespace is gone, and its rules with it
+    by_ns[*id].push_back(l.get());
+  }
+  for (auto& [id, group] : by_ns) {
+    std::vector<Rule> rules;
+    for (ShapedLink* l : group) {
+      rules.push_back({l->request_.receiver.ifname, l->queue_->queue_num, l->request_.tag});
+    }
+    Status s = RunRules(group.front()->request_.receiver.netns, rules, 'D', options_.ipv6);
+    if (s.ok()) {
+      for (ShapedLink* l : group) {
+        std::lock_guard<std::mutex> lock(l->mu_);
+        l->rules_installed_ = false;
+      }
+    }
+    // On failure each link retries its own rule below.
+  }
+  for (auto& l : links) {
+    if (l) note(l->Remove());
+  }
+  return first;
+}
+
+// ---------------------------------------------------------------------------------------
+
+ShapedLink::~ShapedLink() { (void)Remove(); }
+
+Status ShapedLink::SetGso(uint32_t segs) {
+  if (!saved_gso_segs_) {
+    GRIDEMU_ASSIGN_OR_RETURN(uint32_t old, GetGsoMaxSegs(*sender_ctx_->sock, sender_ifindex_));
+    GRIDEMU_RETURN_IF_ERROR(SetGsoMaxSegs(*sender_ctx_->sock, sender_ifindex_, segs));
+    saved_gso_segs_ = old;
+    return Status::Ok();
+  }
+  return SetGsoMaxSegs(*sender_ctx_->sock, sender_ifindex_, segs);
+}
+
+int ShapedLink::queue_num() const { return queue_ ? queue_->queue_num : -1; }
+
+Status ShapedLink::Remove() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (removed_) return Status::Ok();
+  Status first;
+  auto note = [&](const Status& s) {
+    if (!s.ok() && first.ok()) first = s.WithContext(request_.tag);
+  };
+  if (rules_installed_ && queue_) {
+    Status s = RunRules(request_.receiver.netns,
+                        {{request_.receiver.ifname, queue_->queue_num, request_.tag}}, 'D',
+                        shaper_->options_.ipv6);
+    // A namespace or rule that is gone already is what we want.
+    if (s.ok() || s.code() == StatusCode::kNotFound || !GetNetnsId(request_.receiver.netns).ok()) {
+      rules_installed_ = false;
+    } else {
+      note(s);
+    }
+  }
+  if (queue_ && !rules_installed_) {
+    note(shaper_->delay_line_->RemoveQueue(queue_->id));
+    queue_.reset();
+  }
+  if (qdiscs_installed_) {
+    auto ops = MakeRtnlOps(sender_ctx_->sock, sender_ifindex_, request_.sender.ifname);
+    Status s = netshape::Remove(plan_, *ops);
+    if (s.ok()) {
+      qdiscs_installed_ = false;
+    } else {
+      note(s);
+    }
+  }
+  if (saved_gso_segs_) {
+    Status s = SetGsoMaxSegs(*sender_ctx_->sock, sender_ifindex_, *saved_gso_segs_);
+    if (s.ok() || s.code() == StatusCode::kNotFound) {
+      saved_gso_segs_.reset();
+    } else {
+      note(s);
+    }
+  }
+  if (!rules_installed_ && !queue_ && !qdiscs_installed_ && !saved_gso_segs_) {
+    removed_ = true;
+    sender_ctx_.reset();
+    shaper_->Forget(this);
+  }
+  return first;
+}
+
+Status ShapedLink::Change(const LinkProfile& changes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (removed_) return FailedPreconditionError(request_.tag + ": link was removed");
+  LinkProfile merged = profile_.MergedWith(changes);
+  GRIDEMU_ASSIGN_OR_RETURN(Plan next, shaper_->PlanFor(request_, merged, mtu_));
+  if ((plan_.has_qdiscs() || next.has_qdiscs() || next.gso_max_segs) && !sender_ctx_) {
+    GRIDEMU_ASSIGN_OR_RETURN(sender_ctx_, shaper_->GetCtx(request_.sender.netns));
+  }
+  if (next.gso_max_segs != plan_.gso_max_segs) {
+    if (next.gso_max_segs) {
+      GRIDEMU_RETURN_IF_ERROR(SetGso(*next.gso_max_segs).WithContext(request_.tag));
+    } else if (saved_gso_segs_) {
+      GRIDEMU_RETURN_IF_ERROR(SetGsoMaxSegs(*sender_ctx_->sock, sender_ifindex_, *saved_gso_segs_));
+      saved_gso_segs_.reset();
+    }
+  }
+  // Kernel objects on the sender: in-place changes (netlink_ops.h ChangeOps).
+  if (plan_.has_qdiscs() || next.has_qdiscs()) {
+    auto ops = MakeRtnlOps(sender_ctx_->sock, sender_ifindex_, request_.sender.ifname);
+    GRIDEMU_RETURN_IF_ERROR(netshape::Change(plan_, next, *ops).WithContext(request_.tag));
+    qdiscs_installed_ = next.has_qdiscs();
+  }
+  // The delay line.
+  if (queue_ && next.delay_line) {
+    GRIDEMU_RETURN_IF_ERROR(shaper_->delay_line_->UpdateQueue(queue_->id, *next.delay_line));
+  } else if (!queue_ && next.delay_line) {
+    GRIDEMU_RETURN_IF_ERROR(shaper_->EnsureDelayLine());
+    GRIDEMU_ASSIGN_OR_RETURN(
+        auto q, shaper_->delay_line_->AddQueue(request_.receiver.netns, *next.delay_line));
+    queue_ = q;
+    Status s = RunRules(request_.receiver.netns,
+                        {{request_.receiver.ifname, queue_->queue_num, request_.tag}}, 'A',
+                        shaper_->options_.ipv6);
+    if (!s.ok()) {
+      (void)shaper_->delay_line_->RemoveQueue(queue_->id);
+      queue_.reset();
+      return s.WithContext(request_.tag);
+    }
+    rules_installed_ = true;
+  } else if (queue_ && !next.delay_line) {
+    GRIDEMU_RETURN_IF_ERROR(RunRules(request_.receiver.netns,
+                                     {{request_.receiver.ifname, queue_->queue_num, request_.tag}},
+                                     'D', shaper_->options_.ipv6)
+                                .WithContext(request_.tag));
+    rules_installed_ = false;
+    (void)shaper_->delay_line_->RemoveQueue(queue_->id);
+    queue_.reset();
+  }
+  plan_ = next;
+  profile_ = merged;
+  return Status::Ok();
+}
+
+Result<Counters> ShapedLink::GetCounters() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (removed_) return FailedPreconditionError(request_.tag + ": link was removed");
+  Counters c;
+  std::optional<TcInfo> cls, leaf;
+  if (qdiscs_installed_ && sender_ctx_) {
+    RtnlSocket& sock = *sender_ctx_->sock;
+    if (plan_.htb) {
+      GRIDEMU_ASSIGN_OR_RETURN(
+          cls, GetTcInfo(sock, sender_ifindex_, TcOp::Object::kClass, kRateClassId));
+      GRIDEMU_ASSIGN_OR_RETURN(
+          leaf, GetTcInfo(sock, sender_ifindex_, TcOp::Object::kQdisc, kLeafQdiscHandle));
+    } else if (plan_.netem) {
+      GRIDEMU_ASSIGN_OR_RETURN(
+          leaf, GetTcInfo(sock, sender_ifindex_, TcOp::Object::kQdisc, kRootQdiscHandle));
+    }
+  }
+  if (plan_.backend == Backend::kNetem) {
+    // netem counts its losses and its overflows in one `drops`; under HTB, the class
+    // counts the overflows alone (netem's losses bypass it).
+    if (cls) {
+      c.passed_packets = cls->stats.packets;
+      c.passed_bytes = cls->stats.bytes;
+      c.overflow_dropped_packets = cls->stats.drops;
+    }
+    if (leaf) {
+      if (!cls) {
+        c.passed_packets = leaf->stats.packets;
+        c.passed_bytes = leaf->stats.bytes;
+      }
+      uint64_t overflow = cls ? cls->stats.drops : 0;
+      c.loss_dropped_packets = leaf->stats.drops > overflow ? leaf->stats.drops - overflow : 0;
+      if (plan_.netem && plan_.netem->impairment.latency.count() != 0) {
+        c.delayed_packets = leaf->stats.packets;
+      }
+      c.held_packets = leaf->stats.qlen;
+    }
+    return c;
+  }
+  if (cls) {
+    c.passed_packets = cls->stats.packets;
+    c.passed_bytes = cls->stats.bytes;
+    c.overflow_dropped_packets = cls->stats.drops;
+    if (leaf) c.held_packets = leaf->stats.qlen;
+  }
+  if (queue_) {
+    GRIDEMU_ASSIGN_OR_RETURN(DelayLineCounters d,
+                             shaper_->delay_line_->ReadCounters(queue_->id, true));
+    c.passed_packets = d.passed_packets;
+    c.passed_bytes = d.passed_bytes;
+    c.loss_dropped_packets = d.loss_dropped_packets;
+    c.overflow_dropped_packets += d.kernel_dropped_packets;
+    c.delayed_packets = d.delayed_packets;
+    c.duplicated_packets = d.duplicated_packets;
+    c.reordered_packets = d.reordered_packets;
+    c.held_packets += d.held_packets;
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------
+
+Result<int> RemoveLeftoverRules(const std::string& netns_path, const std::string& tag_prefix) {
+  int removed = 0;
+  const std::string needle1 = "--comment \"gridemu:" + tag_prefix;
+  const std::string needle2 = "--comment gridemu:" + tag_prefix;
+  for (const auto& [save, restore] : {std::pair{"iptables-save", "iptables-restore"},
+                                      std::pair{"ip6tables-save", "ip6tables-restore"}}) {
+    if (!FindProgram(save).ok()) continue;
+    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult r, RunProcess(netns_path, {save, "-t", "mangle"}, ""));
+    if (r.exit_code != 0) continue;  // no such table/family here
+    std::string text = "*mangle\n";
+    int n = 0;
+    std::istringstream in(r.out);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("-A PREROUTING ", 0) != 0) continue;
+      if (line.find(needle1) == std::string::npos && line.find(needle2) == std::string::npos) {
+        continue;
+      }
+      if (line.find("-j NFQUEUE") == std::string::npos) continue;
+      text += "-D" + line.substr(2) + "\n";
+      ++n;
+    }
+    if (n == 0) continue;
+    text += "COMMIT\n";
+    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult d,
+                             RunProcess(netns_path, {restore, "-w", "--noflush"}, text));
+    if (d.exit_code != 0) {
+      return InternalError(std::string(restore) + " in " + NetnsLabel(netns_path) +
+                           " failed: " + d.err);
+    }
+    removed += n;
+  }
+  return removed;
+}
+
+Result<bool> RemoveLeftoverQdisc(const std::string& netns_path, const std::string& ifname) {
+  GRIDEMU_ASSIGN_OR_RETURN(int ifindex, InterfaceIndex(netns_path, ifname));
+  GRIDEMU_ASSIGN_OR_RETURN(auto sock, RtnlSocket::Open(netns_path));
+  auto info = GetTcInfo(*sock, ifindex, TcOp::Object::kQdisc, 0, kTcRoot);
+  if (!info.ok())
+    return info.status().code() == StatusCode::kNotFound ? Result<bool>(false) : info.status();
+  if (info->handle != kRootQdiscHandle || (info->kind != "htb" && info->kind != "netem")) {
+    return false;
+  }
+  auto ops = MakeRtnlOps(sock, ifindex, ifname);
+  GRIDEMU_RETURN_IF_ERROR(
+      ops->Execute({TcVerb::kDelete, TcOp::Object::kQdisc, kTcRoot, kRootQdiscHandle, {}}));
+  return true;
+}
+
+}  // namespace gridemu::netshape
