@@ -30,6 +30,12 @@ struct SubmitRequest {
   std::string slice;
   std::string yaml;                          ///< the experiment file's text
   std::string filename = "experiment.yaml";  ///< used in diagnostics and stored
+  /// `prepare:` and `analyze:` run commands on the host: only `gridemu run`
+  /// (which sets this) may submit such a file; a shared controller refuses it.
+  bool allow_host_commands = false;
+  /// When set, replaces the file's `shared:` directory (gridemu run passes the
+  /// copy its `prepare:` commands ran in).
+  std::string shared_dir;
 };
 
 /// Output of ControllerService::Submit().

@@ -1,0 +1,235 @@
+#include "gridemu/controller/shard_builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace gridemu::controller {
+namespace {
+
+constexpr double kPpm = 1e6;
+
+uint32_t ToPpm(double fraction) {
+  double v = std::round(fraction * kPpm);
+  if (!(v > 0)) return 0;
+  if (v > static_cast<double>(std::numeric_limits<uint32_t>::max())) {
+    return std::numeric_limits<uint32_t>::max();
+  }
+  return static_cast<uint32_t>(v);
+}
+
+Result<double> FromPpm(uint32_t ppm, const char* field) {
+  if (ppm > 1'000'000) {
+    return InvalidArgumentError(std::string(field) + ": " + std::to_string(ppm) +
+                                " ppm is above 1000000 ppm (100%)");
+  }
+  return static_cast<double>(ppm) / kPpm;
+}
+
+uint64_t ToNs(std::chrono::nanoseconds t) {
+  return t.count() < 0 ? 0 : static_cast<uint64_t>(t.count());
+}
+
+std::string Cidr(const topology::Ipv4Address& a, uint8_t len) {
+  return a.ToString() + "/" + std::to_string(len);
+}
+
+}  // namespace
+
+v1::LinkProfile LinkProfileToProto(const LinkProfile& p) {
+  v1::LinkProfile out;
+  if (p.rate_bps) out.set_rate_bps(*p.rate_bps);
+  if (p.delay) out.set_delay_ns(ToNs(*p.delay));
+  if (p.jitter) out.set_jitter_ns(ToNs(*p.jitter));
+  if (p.delay_distribution) {
+    out.set_delay_distribution(std::string(DelayDistributionName(*p.delay_distribution)));
+  }
+  if (p.delay_correlation) out.set_delay_correlation_ppm(ToPpm(*p.delay_correlation));
+  if (p.loss) out.set_loss_ppm(ToPpm(*p.loss));
+  if (p.loss_correlation) out.set_loss_correlation_ppm(ToPpm(*p.loss_correlation));
+  if (p.loss_gemodel) {
+    v1::GilbertElliott* g = out.mutable_loss_gemodel();
+    g->set_p_ppm(ToPpm(p.loss_gemodel->p));
+    g->set_r_ppm(ToPpm(p.loss_gemodel->r));
+    g->set_one_minus_h_ppm(ToPpm(p.loss_gemodel->one_minus_h));
+    g->set_one_minus_k_ppm(ToPpm(p.loss_gemodel->one_minus_k));
+  }
+  if (p.duplicate) out.set_duplicate_ppm(ToPpm(*p.duplicate));
+  if (p.reorder) out.set_reorder_ppm(ToPpm(*p.reorder));
+  if (p.reorder_gap) out.set_reorder_gap(*p.reorder_gap);
+  if (p.corrupt) out.set_corrupt_ppm(ToPpm(*p.corrupt));
+  if (p.queue_packets) out.set_queue_packets(*p.queue_packets);
+  return out;
+}
+
+Result<LinkProfile> LinkProfileFromProto(const v1::LinkProfile& in) {
+  LinkProfile p;
+  if (in.has_rate_bps()) p.rate_bps = in.rate_bps();
+  if (in.has_delay_ns()) p.delay = std::chrono::nanoseconds(in.delay_ns());
+  if (in.has_jitter_ns()) p.jitter = std::chrono::nanoseconds(in.jitter_ns());
+  if (in.has_delay_distribution()) {
+    Result<DelayDistribution> d = ParseDelayDistribution(in.delay_distribution());
+    if (!d.ok()) return d.status().WithContext("delay_distribution");
+    p.delay_distribution = *d;
+  }
+  auto ratio = [](bool has, uint32_t ppm, const char* field, std::optional<double>* dst) -> Status {
+    if (!has) return Status::Ok();
+    GRIDEMU_ASSIGN_OR_RETURN(double v, FromPpm(ppm, field));
+    *dst = v;
+    return Status::Ok();
+  };
+  GRIDEMU_RETURN_IF_ERROR(ratio(in.has_delay_correlation_ppm(), in.delay_correlation_ppm(),
+                                "delay_correlation_ppm", &p.delay_correlation));
+  GRIDEMU_RETURN_IF_ERROR(ratio(in.has_loss_ppm(), in.loss_ppm(), "loss_ppm", &p.loss));
+  GRIDEMU_RETURN_IF_ERROR(ratio(in.has_loss_correlation_ppm(), in.loss_correlation_ppm(),
+                                "loss_correlation_ppm", &p.loss_correlation));
+  if (in.has_loss_gemodel()) {
+    const v1::GilbertElliott& g = in.loss_gemodel();
+    GilbertElliott ge;
+    GRIDEMU_ASSIGN_OR_RETURN(ge.p, FromPpm(g.p_ppm(), "loss_gemodel.p_ppm"));
+    GRIDEMU_ASSIGN_OR_RETURN(ge.r, FromPpm(g.r_ppm(), "loss_gemodel.r_ppm"));
+    GRIDEMU_ASSIGN_OR_RETURN(ge.one_minus_h,
+                             FromPpm(g.one_minus_h_ppm(), "loss_gemodel.one_minus_h_ppm"));
+    GRIDEMU_ASSIGN_OR_RETURN(ge.one_minus_k,
+                             FromPpm(g.one_minus_k_ppm(), "loss_gemodel.one_minus_k_ppm"));
+    p.loss_gemodel = ge;
+  }
+  GRIDEMU_RETURN_IF_ERROR(
+      ratio(in.has_duplicate_ppm(), in.duplicate_ppm(), "duplicate_ppm", &p.duplicate));
+  GRIDEMU_RETURN_IF_ERROR(ratio(in.has_reorder_ppm(), in.reorder_ppm(), "reorder_ppm", &p.reorder));
+  if (in.has_reorder_gap()) p.reorder_gap = in.reorder_gap();
+  GRIDEMU_RETURN_IF_ERROR(ratio(in.has_corrupt_ppm(), in.corrupt_ppm(), "corrupt_ppm", &p.corrupt));
+  if (in.has_queue_packets()) p.queue_packets = in.queue_packets();
+  return p;
+}
+
+Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& experiment,
+                                                 const std::string& experiment_id,
+                                                 uint64_t generation,
+                                                 const std::vector<uint32_t>& placement,
+                                                 const topology::AddressPlan& plan,
+                                                 const ShardOptions& options) {
+  const topology::Topology& topo = experiment.topology;
+  const size_t nv = topo.num_vnodes();
+  if (experiment_id.empty()) return InvalidArgumentError("experiment id: must not be empty");
+  if (placement.size() != nv) {
+    return InvalidArgumentError("placement: has " + std::to_string(placement.size()) +
+                                " entries for " + std::to_string(nv) + " vnodes");
+  }
+  if (plan.vnodes.size() != nv) {
+    return InvalidArgumentError("addressing plan: has " + std::to_string(plan.vnodes.size()) +
+                                " vnodes, the topology " + std::to_string(nv));
+  }
+  uint32_t pnodes = options.num_pnodes;
+  if (pnodes == 0) {
+    pnodes = 1;
+    for (uint32_t p : placement) pnodes = std::max(pnodes, p + 1);
+  }
+  for (size_t v = 0; v < nv; ++v) {
+    if (placement[v] >= pnodes) {
+      return InvalidArgumentError("placement: vnode " + topo.vnode(v).name + " is on pnode " +
+                                  std::to_string(placement[v]) + " but there are only " +
+                                  std::to_string(pnodes) + " pnodes");
+    }
+  }
+
+  // Interface of each end of each link.
+  const size_t nl = topo.num_links();
+  std::vector<const topology::InterfacePlan*> end_a(nl, nullptr), end_b(nl, nullptr);
+  for (topology::VnodeId v = 0; v < nv; ++v) {
+    for (const topology::InterfacePlan& ip : plan.vnodes[v].interfaces) {
+      if (ip.link >= nl) return InvalidArgumentError("addressing plan: link id out of range");
+      (topo.link(ip.link).a == v ? end_a : end_b)[ip.link] = &ip;
+    }
+  }
+  for (topology::LinkId l = 0; l < nl; ++l) {
+    const topology::Link& link = topo.link(l);
+    if (placement[link.a] != placement[link.b]) {
+      return UnimplementedError("link " + topo.LinkName(l) + " spans pnodes " +
+                                std::to_string(placement[link.a]) + " and " +
+                                std::to_string(placement[link.b]) +
+                                " (cross-pnode links need VXLAN tunnels, not implemented yet)");
+    }
+    if (end_a[l] == nullptr || end_b[l] == nullptr) {
+      return InvalidArgumentError("addressing plan: link " + topo.LinkName(l) +
+                                  " has no interface at one of its ends");
+    }
+  }
+
+  std::vector<v1::DeployShard> shards(pnodes);
+  const uint32_t metrics_ms = experiment.collect.metrics
+                                  ? static_cast<uint32_t>(std::max<int64_t>(
+                                        1, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               experiment.collect.metrics_interval)
+                                               .count()))
+                                  : 0;
+  // Hosts entries are the same for every shard: build them once.
+  v1::DeployShard common;
+  for (const topology::HostsEntry& e : topology::HostsEntries(topo, plan)) {
+    v1::HostEntry* h = common.add_hosts();
+    h->set_name(e.name);
+    for (const topology::Ipv4Address& a : e.addresses) h->add_addresses(a.ToString());
+  }
+  for (v1::DeployShard& s : shards) {
+    s = common;
+    s.set_experiment_id(experiment_id);
+    s.set_generation(generation);
+    s.set_seed(experiment.seed);
+    s.set_shared_dir(options.shared_dir);
+    s.set_output_dir(options.output_dir);
+    s.set_metrics_interval_ms(metrics_ms);
+    s.set_shaping_backend(options.shaping_backend);
+  }
+
+  for (topology::VnodeId v = 0; v < nv; ++v) {
+    const topology::Vnode& vn = topo.vnode(v);
+    const topology::VnodePlan& vp = plan.vnodes[v];
+    v1::DeployShard& s = shards[placement[v]];
+    v1::VnodeSpec* spec = s.add_vnodes();
+    spec->set_name(vn.name);
+    spec->set_kind(std::string(topology::VnodeKindName(vn.kind)));
+    spec->set_runtime(std::string(topology::RuntimeName(vn.runtime)));
+    v1::Resources* r = spec->mutable_resources();
+    if (vn.resources.cpu) {
+      r->set_cpu_millicores(static_cast<uint32_t>(std::llround(*vn.resources.cpu * 1000.0)));
+    }
+    if (vn.resources.memory_bytes) r->set_memory_bytes(*vn.resources.memory_bytes);
+    if (vn.resources.pids) r->set_pids(*vn.resources.pids);
+    spec->set_group(vn.group);
+    spec->set_group_index(vn.group_index);
+    spec->set_forwarding(vp.forwarding);
+    if (vp.bridge && !vp.interfaces.empty()) {
+      v1::BridgeSpec* br = s.add_bridges();
+      br->set_vnode(vn.name);
+      br->set_name("br0");
+      for (const topology::InterfacePlan& ip : vp.interfaces) br->add_ports(ip.name);
+    }
+    for (const topology::RoutePlan& rp : vp.routes) {
+      v1::RouteSpec* route = s.add_routes();
+      route->set_vnode(vn.name);
+      route->set_destination(rp.dst.length == 0 ? std::string("default") : rp.dst.ToString());
+      route->set_via(rp.gateway.ToString());
+      if (rp.interface < vp.interfaces.size()) route->set_dev(vp.interfaces[rp.interface].name);
+    }
+  }
+
+  auto fill_end = [&](v1::LinkEnd* end, topology::VnodeId v, const topology::InterfacePlan& ip) {
+    end->set_vnode(topo.vnode(v).name);
+    end->set_ifname(ip.name);
+    if (ip.address) end->set_address(Cidr(*ip.address, ip.prefix_len));
+  };
+  for (topology::LinkId l = 0; l < nl; ++l) {
+    const topology::Link& link = topo.link(l);
+    v1::DeployShard& s = shards[placement[link.a]];
+    v1::LinkSpec* ls = s.add_links();
+    ls->set_name(topo.LinkName(l));
+    fill_end(ls->mutable_a(), link.a, *end_a[l]);
+    fill_end(ls->mutable_b(), link.b, *end_b[l]);
+    if (!link.forward.empty()) *ls->mutable_forward() = LinkProfileToProto(link.forward);
+    if (!link.reverse.empty()) *ls->mutable_reverse() = LinkProfileToProto(link.reverse);
+    ls->set_mtu(options.mtu);
+  }
+  return shards;
+}
+
+}  // namespace gridemu::controller

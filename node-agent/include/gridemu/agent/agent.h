@@ -1,0 +1,136 @@
+// The agent daemon (DESIGN.md §1, §7): one per pnode. A ZeroMQ DEALER socket
+// (routing id = host id) connected to the controller's ROUTER, speaking
+// v1::Envelope (one protobuf per ZeroMQ message, no other frames).
+//
+// Conversation:
+//   agent -> AgentHello (capacity, capabilities, `held`: experiments whose
+//            objects it found on the pnode, or that it runs, then with the
+//            latest TaskEvent of each of their tasks), again every hello_retry
+//            until a Welcome arrives, and again when the controller answers
+//            a heartbeat with Error "failed precondition" (it restarted and
+//            does not know the agent any more);
+//   Welcome -> the agent adopts the `keep` experiments and removes every other
+//            it holds, and says so unsolicited (request_id 0, the experiment's
+//            id and generation in the envelope): ShardStatus READY for each
+//            adopted experiment (FAILED, and removed, when it could not be
+//            adopted, e.g. its deploy never finished), TornDown for each
+//            removed one; heartbeats every Welcome.heartbeat_interval_ms (or
+//            AgentOptions::heartbeat);
+//   DeployShard -> ShardStatus DEPLOYING (done/total, after each batch), then
+//            READY or FAILED (with per-object errors);
+//   Exec -> TaskEvent STARTED, later EXITED (or FAILED_TO_START); Signal -> the
+//            TaskEvent of the task's end follows (no other answer on success);
+//   ApplyEvent -> EventApplied; MetricsBatch every shard metrics interval;
+//   Teardown -> TornDown.
+// Answers carry the request's request_id, experiment_id and generation.
+// Requests the agent cannot accept get an Error (code = StatusCodeName) and
+// change nothing: unparsable bytes or an empty body ("invalid argument"), a
+// message type the agent does not take, a request before Welcome, for an
+// experiment that is not deployed (Exec/Signal/ApplyEvent before READY:
+// "failed precondition"), naming an unknown link, vnode or task ("not found"),
+// or for an older generation than the one deployed ("failed precondition").
+// Idempotency: the answers to each (experiment id, generation, request id) are
+// remembered (the last 65,536 requests); a repeated request gets them again
+// and has no second effect.
+//
+// Generations: Exec, Signal and ApplyEvent must name the deployed generation;
+// a DeployShard at the deployed generation is answered READY again (no
+// effect), at an older one with an Error, at a newer one with an Error
+// "unimplemented" (changing a deployed shard in place is not supported yet:
+// tear it down first). Deploys and teardowns of an experiment run in arrival
+// order; Exec, Signal and ApplyEvent are refused until it is READY.
+//
+// Threads: Run() is a single event loop (zmq::poll over the socket, the
+// runtime's event fd, a wake-up fd and timers). Deploys, teardowns and the
+// adoption/cleanup after Welcome run on one worker thread, in arrival order,
+// and post their progress and results back to the loop, so heartbeats never
+// wait for them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "gridemu/agent/cgroup.h"
+#include "gridemu/common/status.h"
+#include "gridemu/netshape/capabilities.h"
+
+namespace zmq {
+class context_t;
+}  // namespace zmq
+
+namespace gridemu::agent {
+
+/// Options of an Agent.
+struct AgentOptions {
+  /// The controller's ROUTER endpoint: tcp://host:port, ipc://path, inproc://name.
+  std::string controller = "tcp://127.0.0.1:7100";
+  /// Routing id and AgentHello.host_id; "" = the host name.
+  std::string host_id;
+  /// Object prefix (netns "<prefix>-<exp>-<vnode>", cgroups, tags); tests use
+  /// their own.
+  std::string prefix = "gridemu";
+  /// "auto", "netem" or "userspace".
+  std::string shaping_backend = "auto";
+  /// Heartbeat interval until the Welcome says otherwise.
+  std::chrono::milliseconds heartbeat{1000};
+  /// How often AgentHello is repeated while no Welcome came.
+  std::chrono::milliseconds hello_retry{5000};
+  /// Shard records ("" = /run/<prefix>-agent); they let a restarted agent adopt.
+  std::string state_dir;
+  /// Runtime state root ("" = /run/<prefix>) and netns directory.
+  std::string runtime_state_root;
+  std::string netns_dir = "/run/netns";
+  /// gridemu-vnode-init ("" = the runtime's search).
+  std::string init_path;
+  /// Force a cgroup API (tests); unset = detect.
+  std::optional<CgroupVersion> cgroup_version;
+  /// Skip the kernel probe (tests).
+  std::optional<netshape::Capabilities> capabilities;
+  /// Capacity announced; 0 = this machine's cores / memory, max_vnodes 1000.
+  uint32_t max_vnodes = 0;
+  /// A ZeroMQ context to use (in-process controller and inproc:// endpoints);
+  /// null = the agent makes its own. Must outlive the agent.
+  zmq::context_t* context = nullptr;
+  /// Tear every experiment down when Run() returns (the embedded `gridemu run`);
+  /// by default vnodes survive for adoption by the next agent.
+  bool teardown_on_exit = false;
+  /// Address announced for the VXLAN underlay ("" = none yet).
+  std::string address;
+  /// Version announced in AgentHello.
+  std::string version = "dev";
+};
+
+/// The agent. Create() on any thread, then Run() on the thread that will own
+/// the socket; Stop() from anywhere (also from a signal handler).
+class Agent {
+ public:
+  /// Opens the runtime (netns), probes shaping, makes the socket (not yet
+  /// connected). Errors: the runtime's (kPermissionDenied without root,
+  /// kNotFound without gridemu-vnode-init), kInvalidArgument (bad options).
+  /// A kernel without any shaping backend is not an error: shards with link
+  /// profiles fail their check then.
+  static Result<std::unique_ptr<Agent>> Create(const AgentOptions& options);
+  /// Joins the worker. Leaves vnodes running unless teardown_on_exit.
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  /// Connects and serves until Stop(). Returns ok after Stop(), or the error
+  /// that ended the loop (e.g. the socket failed).
+  Status Run();
+  /// Makes Run() return soon. Thread-safe and async-signal-safe (one write(2)).
+  void Stop();
+
+  /// The host id in use.
+  const std::string& host_id() const;
+
+ private:
+  struct Impl;
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gridemu::agent
