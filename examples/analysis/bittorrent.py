@@ -26,12 +26,12 @@ got = {vnode: sha256(path) for vnode, path in collected("file.bin") if vnode != 
 classes = {}
 leechers = []
 for t in tasks():
-    if not t.get("task", t.get("task_id", "")).startswith("leech/"):
+    if t.get("task") != "leech":
         continue
     vnode = t["vnode"]
     cls = re.sub(r"[0-9]+$", "", vnode)
-    ok = t.get("reason") == "exited" and t.get("exit_code") == "0"
-    duration = float(t["duration_s"]) if t.get("duration_s") else None
+    ok = t.get("state") == "exited" and t.get("exit_code") == "0"
+    duration = float(t["duration"]) if t.get("duration") else None
     leechers.append({"vnode": vnode, "class": cls, "ok": ok, "duration_s": duration,
                      "sha256_ok": got.get(vnode) == want})
     if ok and duration is not None:
