@@ -1872,6 +1872,9 @@ Result<Leftovers> NetnsRuntime::ListLeftovers(std::string_view experiment) const
   for (const std::string& n : names) {
     std::string_view rest = NetnsNameRest(options_.prefix, n);
     if (rest.empty()) continue;
+    // All experiments: only namespaces that a record (state directory,
+    // cgroup, live vnode) proves ours; a look-alike name alone is not enough.
+    if (experiment.empty() && own_netns.count(n) == 0) continue;
     if (!experiment.empty()) {
       const std::string want = std::string(experiment) + "-";
       if (own_netns.count(n) == 0 &&

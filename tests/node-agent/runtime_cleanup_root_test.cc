@@ -87,8 +87,11 @@ class RuntimeCleanupTest : public ::testing::TestWithParam<CgroupMode> {
     layout_ = *layout;
 
     // Foreign look-alikes: they must survive every cleanup below.
+    // The last one carries exactly our "<prefix>-" but no record proves it ours:
+    // CleanupAll must leave it (found by the agent's `gridemu clean` test).
     foreign_netns_ = {options_.netns_dir + "/t" + pid + "-foreign",
-                      options_.netns_dir + "/" + options_.prefix + "x-" + e1_ + "-v1"};
+                      options_.netns_dir + "/" + options_.prefix + "x-" + e1_ + "-v1",
+                      options_.netns_dir + "/" + options_.prefix + "-foreign" + pid};
     for (const std::string& n : foreign_netns_) ASSERT_TRUE(MakeForeignNetns(n)) << n;
     foreign_cgroup_ = layout_.TaskHierarchy().AgentDir() + "/" + options_.prefix + "x";
     ASSERT_EQ(::mkdir(foreign_cgroup_.c_str(), 0755), 0);
