@@ -26,6 +26,7 @@
 #include "gridemu/common/status.h"
 #include "gridemu/experiments/experiment.h"
 #include "gridemu/topology/addressing.h"
+#include "gridemu/proto/link_profile_convert.h"
 #include "gridemu/v1/agent.pb.h"
 
 namespace gridemu::controller {
@@ -64,11 +65,6 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
                                                  const topology::AddressPlan& plan,
                                                  const ShardOptions& options = {});
 
-/// LinkProfile -> proto: unset fields stay unset; ratios -> ppm (rounded),
-/// times -> ns.
-v1::LinkProfile LinkProfileToProto(const LinkProfile& profile);
-/// proto -> LinkProfile: the inverse. Errors: kInvalidArgument for an unknown
-/// delay_distribution or a ratio above 1,000,000 ppm (naming the field).
-Result<LinkProfile> LinkProfileFromProto(const v1::LinkProfile& proto);
+// LinkProfileToProto / LinkProfileFromProto: gridemu/proto/link_profile_convert.h.
 
 }  // namespace gridemu::controller
