@@ -3,6 +3,8 @@
 // IFLA_NET_NS_FD on both ends, which libnl's rtnl_link_veth API cannot).
 #include "gridemu/agent/plumbing.h"
 
+#include "plumbing_nl.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -30,6 +32,9 @@
 namespace gridemu::agent {
 namespace {
 
+using internal::Fd;
+using internal::NlStatus;
+
 constexpr size_t kMaxAliasBytes = 255;  // IFALIASZ - 1
 // Interface groups used transiently by DeleteTagged(): "ge" << 16 | pid.
 constexpr uint32_t kDeleteGroupBase = 0x67650000;
@@ -44,58 +49,7 @@ struct NlMsgDeleter {
 };
 using NlMsg = std::unique_ptr<nl_msg, NlMsgDeleter>;
 
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
 
- private:
-  int fd_ = -1;
-};
-
-// Maps a libnl error (negative NLE_* code) to a Status.
-Status NlStatus(int err, const std::string& what) {
-  err = err < 0 ? -err : err;
-  std::string msg = what + ": " + nl_geterror(err);
-  switch (err) {
-    case NLE_EXIST:
-      return AlreadyExistsError(std::move(msg));
-    case NLE_OBJ_NOTFOUND:
-    case NLE_NODEV:
-      return NotFoundError(std::move(msg));
-    case NLE_PERM:
-    case NLE_NOACCESS:
-      return PermissionDeniedError(msg + " (needs CAP_NET_ADMIN)");
-    case NLE_INVAL:
-    case NLE_RANGE:
-    case NLE_MSGSIZE:
-      return InvalidArgumentError(std::move(msg));
-    case NLE_OPNOTSUPP:
-    case NLE_AF_NOSUPPORT:
-      return UnimplementedError(msg + " (not supported by this kernel)");
-    case NLE_NOMEM:
-      return ResourceExhaustedError(std::move(msg));
-    case NLE_BUSY:
-      return UnavailableError(std::move(msg));
-    default:
-      return InternalError(std::move(msg));
-  }
-}
 
 // Maps a kernel errno from a netlink answer to a Status.
 Status ErrnoStatus(int e, const std::string& what) {

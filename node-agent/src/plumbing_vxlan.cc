@@ -1,6 +1,8 @@
 // VXLAN link ends over rtnetlink with libnl-route (plumbing_vxlan.h).
 #include "gridemu/agent/plumbing_vxlan.h"
 
+#include "plumbing_nl.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -23,6 +25,9 @@
 namespace gridemu::agent {
 namespace {
 
+using internal::Fd;
+using internal::NlStatus;
+
 constexpr uint32_t kMinIpv4Mtu = 68;  // RFC 791
 constexpr uint32_t kAssumedUnderlayMtu = 1500;
 constexpr size_t kMaxAliasBytes = 255;  // IFALIASZ - 1
@@ -44,58 +49,7 @@ struct CacheDeleter {
 };
 using Cache = std::unique_ptr<nl_cache, CacheDeleter>;
 
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) close(fd_);
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
 
- private:
-  int fd_ = -1;
-};
-
-// Maps a libnl error (negative NLE_* code) to a Status.
-Status NlStatus(int err, const std::string& what) {
-  err = err < 0 ? -err : err;
-  std::string msg = what + ": " + nl_geterror(err);
-  switch (err) {
-    case NLE_EXIST:
-      return AlreadyExistsError(std::move(msg));
-    case NLE_OBJ_NOTFOUND:
-    case NLE_NODEV:
-      return NotFoundError(std::move(msg));
-    case NLE_PERM:
-    case NLE_NOACCESS:
-      return PermissionDeniedError(msg + " (needs CAP_NET_ADMIN)");
-    case NLE_INVAL:
-    case NLE_RANGE:
-    case NLE_MSGSIZE:
-      return InvalidArgumentError(std::move(msg));
-    case NLE_OPNOTSUPP:
-    case NLE_AF_NOSUPPORT:
-      return UnimplementedError(msg + " (not supported by this kernel)");
-    case NLE_NOMEM:
-      return ResourceExhaustedError(std::move(msg));
-    case NLE_BUSY:
-      return UnavailableError(std::move(msg));
-    default:
-      return InternalError(std::move(msg));
-  }
-}
 
 // A netlink route socket bound to the namespace of `ns_fd`.
 Result<Sock> SocketIn(int ns_fd, const NetnsRef& ns) {
