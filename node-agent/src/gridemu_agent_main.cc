@@ -2,6 +2,7 @@
 //
 //   gridemu-agent [--controller tcp://127.0.0.1:7100] [--host-id ID] [--prefix gridemu]
 //                 [--shaping-backend auto|netem|userspace] [--heartbeat-ms 1000]
+//                 [--address IP] [--underlay-dev DEV] [--max-vnodes N]
 //                 [--state-dir DIR] [--log-level info]
 //
 // SIGINT/SIGTERM stop the loop; vnodes keep running and are adopted (or
@@ -46,6 +47,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval until the Welcome sets one")
       ->check(CLI::Range(10, 3600000))
+      ->capture_default_str();
+  app.add_option("--address", opt.address,
+                 "this pnode's underlay IPv4 address (local end of VXLAN tunnels)");
+  app.add_option("--underlay-dev", opt.underlay_dev,
+                 "underlay interface VXLAN tunnels leave through (e.g. eth0)");
+  app.add_option("--max-vnodes", opt.max_vnodes,
+                 "capacity announced to the controller; 0 = 1000")
       ->capture_default_str();
   app.add_option("--state-dir", opt.state_dir,
                  "where shard records are kept for adoption; default /run/<prefix>-agent");

@@ -97,8 +97,12 @@ struct AgentOptions {
   /// Tear every experiment down when Run() returns (the embedded `gridemu run`);
   /// by default vnodes survive for adoption by the next agent.
   bool teardown_on_exit = false;
-  /// Address announced for the VXLAN underlay ("" = none yet).
+  /// This pnode's underlay IPv4 address, announced in AgentHello and used as
+  /// the local end of VXLAN tunnels ("" = none: shards with tunnels fail).
   std::string address;
+  /// Underlay interface the tunnels leave through (its MTU bounds the vnode
+  /// interfaces' MTU); "" = routed by the remote address, 1500-byte underlay.
+  std::string underlay_dev;
   /// Version announced in AgentHello.
   std::string version = "dev";
 };
