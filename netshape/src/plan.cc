@@ -157,6 +157,18 @@ std::string_view DirectionName(Direction d) {
   return d == Direction::kForward ? "forward" : "reverse";
 }
 
+std::string_view ShapeHalfName(ShapeHalf h) {
+  switch (h) {
+    case ShapeHalf::kBoth:
+      return "both";
+    case ShapeHalf::kSenderOnly:
+      return "sender";
+    case ShapeHalf::kReceiverOnly:
+      return "receiver";
+  }
+  return "both";
+}
+
 std::string_view BackendName(Backend b) { return b == Backend::kNetem ? "netem" : "userspace"; }
 
 Result<Backend> ParseBackend(std::string_view name) {
@@ -326,6 +338,16 @@ Result<Plan> BuildPlan(const LinkProfile& profile, Direction direction,
       }
       plan.delay_line = d;
     }
+  }
+  // A split direction: keep this host's half only (the plan above is computed whole, so
+  // that each half is exactly its part of the kBoth plan, seeds included).
+  if (options.half == ShapeHalf::kSenderOnly) {
+    plan.delay_line.reset();
+  } else if (options.half == ShapeHalf::kReceiverOnly) {
+    plan.htb.reset();
+    plan.fifo_limit_packets.reset();
+    plan.netem.reset();
+    plan.gso_max_segs.reset();
   }
   return plan;
 }

@@ -183,10 +183,10 @@ Status Shaper::CheckRequest(const ShapeRequest& r) const {
     return InvalidArgumentError("tag '" + r.tag +
                                 "': expected 1 to 200 characters of [A-Za-z0-9_.:/-]");
   }
-  if (!ValidIfname(r.sender.ifname)) {
+  if (r.half != ShapeHalf::kReceiverOnly && !ValidIfname(r.sender.ifname)) {
     return InvalidArgumentError("sender interface '" + r.sender.ifname + "': not a valid name");
   }
-  if (!ValidIfname(r.receiver.ifname)) {
+  if (r.half != ShapeHalf::kSenderOnly && !ValidIfname(r.receiver.ifname)) {
     return InvalidArgumentError("receiver interface '" + r.receiver.ifname + "': not a valid name");
   }
   return Status::Ok();
@@ -202,6 +202,7 @@ Result<Plan> Shaper::PlanFor(const ShapeRequest& r, const LinkProfile& profile,
   po.stream = r.stream.empty() ? r.tag : r.stream;
   po.mtu_bytes = mtu;
   po.default_queue_packets = options_.default_queue_packets;
+  po.half = r.half;
   GRIDEMU_ASSIGN_OR_RETURN(Plan plan, BuildPlan(profile, r.direction, po));
   if (plan.delay_line && options_.ipv6 && !caps_.ip6tables) {
     for (const auto& [field, set] : ImpairmentFieldsOf(profile)) {
@@ -240,11 +241,19 @@ Result<std::vector<std::unique_ptr<ShapedLink>>> Shaper::ShapeMany(
     auto link = std::unique_ptr<ShapedLink>(new ShapedLink(this));
     link->request_ = r;
     link->profile_ = r.profile;
-    // The sender's interface must exist even if this direction has no qdisc.
-    auto im = IfIndexAndMtu(r.sender.netns, r.sender.ifname);
-    if (!im.ok()) return fail(im.status().WithContext(r.tag));
-    link->sender_ifindex_ = im->first;
-    link->mtu_ = im->second;
+    // The sender's interface must exist even if this direction has no qdisc (a receiver
+    // half has no sender here: the receiver's interface gives the MTU; a VXLAN link has
+    // the same MTU at both ends).
+    if (r.half == ShapeHalf::kReceiverOnly) {
+      auto rim = IfIndexAndMtu(r.receiver.netns, r.receiver.ifname);
+      if (!rim.ok()) return fail(rim.status().WithContext(r.tag));
+      link->mtu_ = rim->second;
+    } else {
+      auto im = IfIndexAndMtu(r.sender.netns, r.sender.ifname);
+      if (!im.ok()) return fail(im.status().WithContext(r.tag));
+      link->sender_ifindex_ = im->first;
+      link->mtu_ = im->second;
+    }
     auto plan = PlanFor(r, r.profile, link->mtu_);
     if (!plan.ok()) return fail(plan.status());
     link->plan_ = *plan;

@@ -965,6 +965,10 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
   ao.prefix = options.prefix;
   ao.records_dir =
       options.state_dir.empty() ? "/run/" + options.prefix + "-agent" : options.state_dir;
+  // Cross-pnode links: VXLAN between this address and the peers', in the
+  // agent's own (the host's) namespace.
+  ao.local_address = options.address;
+  ao.underlay_dev = options.underlay_dev;
   impl->applier = std::make_unique<ShardApplier>(impl->runtime.get(), impl->shaper.get(), ao);
 
   // Socket.

@@ -35,6 +35,20 @@ struct ShardApplier::LinkState {
   uint32_t mtu = 0;
   LinkProfile fwd_profile, rev_profile;
   std::unique_ptr<netshape::ShapedLink> fwd, rev;
+  // A cross-pnode link: only one end is here (a VXLAN device).
+  bool tunnel = false;
+  bool local_a = true;  // tunnel: end a is the local one (else end b)
+  uint32_t vni = 0;
+  std::string remote;  // the other pnode's underlay address
+  bool has_a() const { return !tunnel || local_a; }
+  bool has_b() const { return !tunnel || !local_a; }
+  // The shaping half of a direction on this pnode.
+  netshape::ShapeHalf Half(bool forward) const {
+    if (!tunnel) return netshape::ShapeHalf::kBoth;
+    // forward = a -> b: its sender is local when a is.
+    return forward == local_a ? netshape::ShapeHalf::kSenderOnly
+                              : netshape::ShapeHalf::kReceiverOnly;
+  }
 };
 
 struct ShardApplier::ShardState {
@@ -136,6 +150,18 @@ Result<std::string> ReadFile(const std::string& path) {
 
 std::string Obj(const char* kind, const std::string& name) {
   return std::string(kind) + " " + name;
+}
+
+// A link sent to this pnode as one end of a cross-pnode link. (An empty Tunnel
+// message counts as none.)
+bool IsTunnel(const v1::LinkSpec& l) {
+  return l.has_tunnel() && (l.tunnel().vni() != 0 || !l.tunnel().remote_address().empty() ||
+                            !l.tunnel().local_end().empty());
+}
+
+bool IsIpv4(const std::string& a) {
+  in_addr in{};
+  return inet_pton(AF_INET, a.c_str(), &in) == 1;
 }
 
 // True when a profile asks for more than a rate and a queue (a delay line with
@@ -248,6 +274,7 @@ std::vector<ShardObjectError> ShardApplier::Check(const v1::DeployShard& shard) 
     }
   }
   std::set<std::string> link_names;
+  std::map<uint32_t, std::string> vnis;  // VNI -> link
   auto check_end = [&](const std::string& obj, const v1::LinkEnd& e, const char* which) {
     auto it = ifaces.find(e.vnode());
     if (it == ifaces.end()) {
@@ -291,8 +318,53 @@ std::vector<ShardObjectError> ShardApplier::Check(const v1::DeployShard& shard) 
     const std::string obj = Obj("link", l.name());
     if (l.name().empty()) add(obj, "link without a name");
     if (!link_names.insert(l.name()).second) add(obj, "duplicate link name");
-    if (l.has_tunnel() && (l.tunnel().vni() != 0 || !l.tunnel().remote_address().empty())) {
-      add(obj, "cross-pnode links (VXLAN tunnels) are not implemented yet");
+    if (IsTunnel(l)) {
+      const v1::Tunnel& t = l.tunnel();
+      if (t.vni() == 0 || t.vni() > kVxlanMaxVni) {
+        add(obj, "tunnel: VNI " + std::to_string(t.vni()) + " is out of range (1 to " +
+                     std::to_string(kVxlanMaxVni) + ")");
+      } else if (auto [it, fresh] = vnis.emplace(t.vni(), l.name()); !fresh) {
+        add(obj, "tunnel: VNI " + std::to_string(t.vni()) + " is also used by link " + it->second);
+      }
+      if (!IsIpv4(t.remote_address())) {
+        add(obj, "tunnel: remote address '" + t.remote_address() +
+                     "' is not an IPv4 address (the other pnode's underlay address)");
+      } else if (t.remote_address() == options_.local_address) {
+        add(obj, "tunnel: remote address " + t.remote_address() + " is this pnode's own");
+      }
+      if (options_.local_address.empty()) {
+        add(obj,
+            "tunnel: this pnode has no underlay address (agent --address): it cannot "
+            "make cross-pnode links");
+      }
+      if (t.local_end() != "a" && t.local_end() != "b") {
+        add(obj, "tunnel: local_end '" + t.local_end() + "': expected a or b");
+      } else {
+        const bool la = t.local_end() == "a";
+        const v1::LinkEnd& local = la ? l.a() : l.b();
+        const v1::LinkEnd& remote = la ? l.b() : l.a();
+        const char* rw = la ? "b" : "a";
+        check_end(obj, local, la ? "a" : "b");
+        if (ifaces.count(remote.vnode()) != 0) {
+          add(obj, std::string("end ") + rw + ": vnode '" + remote.vnode() +
+                       "' is in this shard, but the other end of a tunnel link must be on "
+                       "another pnode");
+        }
+        if (remote.vnode().empty()) add(obj, std::string("end ") + rw + ": no vnode");
+        Status rs = ValidateIfname(remote.ifname());
+        if (!rs.ok()) add(obj, std::string("end ") + rw + ": " + rs.message());
+        if (!remote.address().empty()) {
+          std::string a;
+          uint8_t len;
+          Status as = ParseCidr(remote.address(), &a, &len, true);
+          if (!as.ok()) add(obj, std::string("end ") + rw + " address: " + as.message());
+        }
+      }
+      if (l.mtu() != 0 && (l.mtu() < 68 || l.mtu() > 65535)) {
+        add(obj, "mtu " + std::to_string(l.mtu()) + " is out of range (68 to 65535)");
+      }
+      if (l.has_forward()) check_profile(obj, l.forward(), "forward");
+      if (l.has_reverse()) check_profile(obj, l.reverse(), "reverse");
       continue;
     }
     check_end(obj, l.a(), "a");
@@ -367,6 +439,12 @@ Result<std::shared_ptr<ShardApplier::ShardState>> ShardApplier::BuildState(
     if (!l.b().address().empty())
       GRIDEMU_RETURN_IF_ERROR(ParseCidr(l.b().address(), &ls.addr_b, &ls.len_b, true));
     ls.mtu = l.mtu();
+    if (IsTunnel(l)) {
+      ls.tunnel = true;
+      ls.local_a = l.tunnel().local_end() == "a";
+      ls.vni = l.tunnel().vni();
+      ls.remote = l.tunnel().remote_address();
+    }
     if (l.has_forward()) {
       GRIDEMU_ASSIGN_OR_RETURN(ls.fwd_profile, ProfileFromProto(l.forward()));
     }
@@ -414,8 +492,29 @@ Status ShardApplier::RemoveRecord(const std::string& records_dir, const std::str
 Status ShardApplier::Plumb(const ShardState& s, const std::vector<size_t>& links, bool links_only) {
   PlumbingBatch b;
   const std::string tag_base = options_.prefix + ":" + s.experiment + ":";
+  std::vector<VxlanSpec> tunnels;
   for (size_t i : links) {
     const LinkState& l = s.links[i];
+    if (l.tunnel) {
+      VxlanSpec v;
+      v.underlay_ns = options_.underlay_ns;
+      v.underlay_dev = options_.underlay_dev;
+      v.vni = l.vni;
+      v.local = options_.local_address;
+      v.remote = l.remote;
+      v.dst_port = options_.vxlan_port;
+      v.ns = NetnsRef::AtPath(l.local_a ? l.ns_a : l.ns_b);
+      v.name = l.local_a ? l.if_a : l.if_b;
+      v.mtu = l.mtu;
+      v.tag = tag_base + l.name;
+      tunnels.push_back(std::move(v));
+      const std::string& addr = l.local_a ? l.addr_a : l.addr_b;
+      if (!addr.empty()) {
+        b.addresses.push_back({NetnsRef::AtPath(l.local_a ? l.ns_a : l.ns_b),
+                               l.local_a ? l.if_a : l.if_b, addr, l.local_a ? l.len_a : l.len_b});
+      }
+      continue;
+    }
     VethSpec v;
     v.ns_a = NetnsRef::AtPath(l.ns_a);
     v.name_a = l.if_a;
@@ -455,8 +554,28 @@ Status ShardApplier::Plumb(const ShardState& s, const std::vector<size_t>& links
       b.routes.push_back(std::move(rs));
     }
   }
+  if (!tunnels.empty()) {
+    // One device at a time (four requests each, plumbing_vxlan.h); on failure
+    // the caller removes the vnodes, and the devices with them.
+    GRIDEMU_ASSIGN_OR_RETURN(std::unique_ptr<VxlanPlumbing> vx, NewNetlinkVxlanPlumbing());
+    for (const VxlanSpec& v : tunnels) {
+      GRIDEMU_RETURN_IF_ERROR(
+          vx->CreateVxlan(v).WithContext("link " + v.tag.substr(tag_base.size())));
+    }
+  }
   GRIDEMU_ASSIGN_OR_RETURN(std::unique_ptr<Plumbing> p, NewNetlinkPlumbing());
   return p->Apply(b);
+}
+
+Status ShardApplier::CleanupUnderlay(const std::string& experiment) const {
+  // Without an underlay address no tunnel was made by this configuration;
+  // `gridemu clean` sweeps the home namespace anyway.
+  if (options_.local_address.empty()) return Status::Ok();
+  GRIDEMU_ASSIGN_OR_RETURN(std::unique_ptr<VxlanPlumbing> vx, NewNetlinkVxlanPlumbing());
+  Result<size_t> n =
+      vx->DeleteTagged(options_.underlay_ns, options_.prefix + ":" + experiment + ":");
+  if (!n.ok()) return n.status().WithContext("underlay interfaces");
+  return Status::Ok();
 }
 
 Status ShardApplier::ShapeLinks(ShardState& s, const std::vector<size_t>& links) {
@@ -472,6 +591,7 @@ Status ShardApplier::ShapeLinks(ShardState& s, const std::vector<size_t>& links)
       r.profile = l.fwd_profile;
       r.tag = ShapeTag(s.experiment, l.name, true);
       r.direction = netshape::Direction::kForward;
+      r.half = l.Half(true);
       reqs.push_back(std::move(r));
       where.emplace_back(i, true);
     }
@@ -482,6 +602,7 @@ Status ShardApplier::ShapeLinks(ShardState& s, const std::vector<size_t>& links)
       r.profile = l.rev_profile;
       r.tag = ShapeTag(s.experiment, l.name, false);
       r.direction = netshape::Direction::kReverse;
+      r.half = l.Half(false);
       reqs.push_back(std::move(r));
       where.emplace_back(i, false);
     }
@@ -563,6 +684,8 @@ DeployReport ShardApplier::Deploy(const v1::DeployShard& shard, const DeployProg
     RemoveShaping(*s, &rep.errors);
     Status c = runtime_->CleanupExperiment(exp);
     if (!c.ok()) rep.errors.push_back({"cleanup", c.ToString()});
+    Status u = CleanupUnderlay(exp);
+    if (!u.ok()) rep.errors.push_back({"cleanup", u.ToString()});
     Status r = RemoveRecord(options_.records_dir, exp);
     if (!r.ok()) rep.errors.push_back({"record", r.ToString()});
     {
@@ -610,8 +733,8 @@ DeployReport ShardApplier::Deploy(const v1::DeployShard& shard, const DeployProg
   std::vector<char> made(specs.size(), 0);
   std::vector<std::vector<size_t>> links_of(specs.size());
   for (size_t i = 0; i < s->links.size(); ++i) {
-    links_of[vnode_index.at(s->links[i].vnode_a)].push_back(i);
-    links_of[vnode_index.at(s->links[i].vnode_b)].push_back(i);
+    if (s->links[i].has_a()) links_of[vnode_index.at(s->links[i].vnode_a)].push_back(i);
+    if (s->links[i].has_b()) links_of[vnode_index.at(s->links[i].vnode_b)].push_back(i);
   }
   std::vector<char> handed(s->links.size(), 0);
   const size_t batch_max = std::max<size_t>(1, options_.link_chunk / 2);
@@ -705,12 +828,13 @@ DeployReport ShardApplier::Deploy(const v1::DeployShard& shard, const DeployProg
     for (size_t k = i; k < i + n; ++k) {
       for (size_t li : links_of[k]) {
         LinkState& l = s->links[li];
-        if (handed[li] || !made[vnode_index.at(l.vnode_a)] || !made[vnode_index.at(l.vnode_b)]) {
+        if (handed[li] || (l.has_a() && !made[vnode_index.at(l.vnode_a)]) ||
+            (l.has_b() && !made[vnode_index.at(l.vnode_b)])) {
           continue;
         }
         handed[li] = 1;
-        l.ns_a = s->netns.at(l.vnode_a);
-        l.ns_b = s->netns.at(l.vnode_b);
+        if (l.has_a()) l.ns_a = s->netns.at(l.vnode_a);
+        if (l.has_b()) l.ns_b = s->netns.at(l.vnode_b);
         ready.push_back(li);
       }
     }
@@ -813,6 +937,8 @@ TeardownReport ShardApplier::Teardown(const std::string& experiment) {
     Status c = runtime_->CleanupExperiment(experiment);
     if (!c.ok()) rep.errors.push_back({"cleanup", c.ToString()});
   }
+  Status u = CleanupUnderlay(experiment);
+  if (!u.ok()) rep.errors.push_back({"cleanup", u.ToString()});
   Status r = RemoveRecord(options_.records_dir, experiment);
   if (!r.ok()) rep.errors.push_back({"record", r.ToString()});
   rep.timings.cleanup_s = Secs(tc, Clock::now());
@@ -908,13 +1034,20 @@ Status ShardApplier::ApplyEvent(const std::string& experiment, const v1::ApplyEv
       const LinkState& l = s->links[s->link_index.at(st.link())];
       Result<std::unique_ptr<Plumbing>> p = NewNetlinkPlumbing();
       if (!p.ok()) return p.status();
-      note("link " + l.name + " end a", (*p)->SetLinkUp(NetnsRef::AtPath(l.ns_a), l.if_a, st.up()));
-      note("link " + l.name + " end b", (*p)->SetLinkUp(NetnsRef::AtPath(l.ns_b), l.if_b, st.up()));
+      // A tunnel link: only the local end is here (the other pnode sets its own).
+      if (l.has_a()) {
+        note("link " + l.name + " end a",
+             (*p)->SetLinkUp(NetnsRef::AtPath(l.ns_a), l.if_a, st.up()));
+      }
+      if (l.has_b()) {
+        note("link " + l.name + " end b",
+             (*p)->SetLinkUp(NetnsRef::AtPath(l.ns_b), l.if_b, st.up()));
+      }
       if (st.up()) {
         // Taking a device down deletes the routes through it: put them back.
         for (const v1::RouteSpec& r : s->spec.routes()) {
-          bool on_a = r.vnode() == l.vnode_a && r.dev() == l.if_a;
-          bool on_b = r.vnode() == l.vnode_b && r.dev() == l.if_b;
+          bool on_a = l.has_a() && r.vnode() == l.vnode_a && r.dev() == l.if_a;
+          bool on_b = l.has_b() && r.vnode() == l.vnode_b && r.dev() == l.if_b;
           if (!on_a && !on_b) continue;
           RouteSpec rs;
           rs.ns = NetnsRef::AtPath(on_a ? l.ns_a : l.ns_b);
@@ -1098,20 +1231,21 @@ Status ShardApplier::Adopt(const std::string& experiment) {
     path = info->netns_path;
   }
   for (LinkState& l : s->links) {
-    l.ns_a = s->netns.at(l.vnode_a);
-    l.ns_b = s->netns.at(l.vnode_b);
+    if (l.has_a()) l.ns_a = s->netns.at(l.vnode_a);
+    if (l.has_b()) l.ns_b = s->netns.at(l.vnode_b);
   }
   // Remove the shaping the crashed process left (its rules drop packets now:
   // fail closed), then shape again.
   std::set<std::string> rule_ns;
   for (const LinkState& l : s->links) {
+    // Only the local ends (of a tunnel link, one end is on another pnode).
     if (!l.fwd_profile.empty()) {
-      (void)netshape::RemoveLeftoverQdisc(l.ns_a, l.if_a);
-      if (HasImpairment(l.fwd_profile)) rule_ns.insert(l.ns_b);
+      if (l.has_a()) (void)netshape::RemoveLeftoverQdisc(l.ns_a, l.if_a);
+      if (l.has_b() && HasImpairment(l.fwd_profile)) rule_ns.insert(l.ns_b);
     }
     if (!l.rev_profile.empty()) {
-      (void)netshape::RemoveLeftoverQdisc(l.ns_b, l.if_b);
-      if (HasImpairment(l.rev_profile)) rule_ns.insert(l.ns_a);
+      if (l.has_b()) (void)netshape::RemoveLeftoverQdisc(l.ns_b, l.if_b);
+      if (l.has_a() && HasImpairment(l.rev_profile)) rule_ns.insert(l.ns_a);
     }
   }
   for (const std::string& ns : rule_ns) {

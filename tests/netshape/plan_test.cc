@@ -275,6 +275,87 @@ TEST(NetshapePlan, ToStringIsTcLike) {
   EXPECT_EQ(Plan{}.ToString(), "userspace backend: unshaped");
 }
 
+// A direction split over two hosts (ShapeHalf): each half is exactly its part of the
+// whole plan, and the two together make the whole plan.
+TEST(NetshapePlan, HalvesSplitTheWholePlan) {
+  LinkProfile prof;
+  prof.rate_bps = 50'000'000;
+  prof.delay = 20ms;
+  prof.jitter = 2ms;
+  prof.loss = 0.01;
+  prof.duplicate = 0.001;
+  prof.queue_packets = 200;
+  for (Backend b : {Backend::kNetem, Backend::kUserspace}) {
+    SCOPED_TRACE(std::string(BackendName(b)));
+    PlanOptions o = Opts(b);
+    auto whole = BuildPlan(prof, Direction::kReverse, o);
+    o.half = ShapeHalf::kSenderOnly;
+    auto snd = BuildPlan(prof, Direction::kReverse, o);
+    o.half = ShapeHalf::kReceiverOnly;
+    auto rcv = BuildPlan(prof, Direction::kReverse, o);
+    ASSERT_TRUE(whole.ok() && snd.ok() && rcv.ok());
+    // Sender half: the egress objects, no delay line.
+    EXPECT_EQ(snd->htb, whole->htb);
+    EXPECT_EQ(snd->fifo_limit_packets, whole->fifo_limit_packets);
+    EXPECT_EQ(snd->netem, whole->netem);
+    EXPECT_EQ(snd->gso_max_segs, whole->gso_max_segs);
+    EXPECT_FALSE(snd->delay_line);
+    // Receiver half: the delay line only.
+    EXPECT_FALSE(rcv->has_qdiscs());
+    EXPECT_FALSE(rcv->fifo_limit_packets);
+    EXPECT_FALSE(rcv->gso_max_segs);
+    EXPECT_EQ(rcv->delay_line, whole->delay_line);
+    // Together: the whole plan.
+    Plan joined = *snd;
+    joined.delay_line = rcv->delay_line;
+    EXPECT_EQ(joined, *whole);
+  }
+  // Userspace: the rate stays with the sender, the impairments go to the receiver.
+  PlanOptions o = Opts(Backend::kUserspace);
+  o.half = ShapeHalf::kSenderOnly;
+  auto snd = BuildPlan(prof, Direction::kForward, o);
+  ASSERT_TRUE(snd.ok());
+  ASSERT_TRUE(snd->htb);
+  EXPECT_EQ(snd->htb->rate_bps, 50'000'000u);
+  EXPECT_EQ(snd->fifo_limit_packets, 200u);
+  o.half = ShapeHalf::kReceiverOnly;
+  auto rcv = BuildPlan(prof, Direction::kForward, o);
+  ASSERT_TRUE(rcv.ok());
+  ASSERT_TRUE(rcv->delay_line);
+  EXPECT_EQ(rcv->delay_line->impairment.latency, 20ms);
+  EXPECT_EQ(rcv->delay_line->impairment.jitter, 2ms);
+  EXPECT_EQ(rcv->delay_line->impairment.loss, ProbabilityToU32(0.01));
+  EXPECT_EQ(rcv->delay_line->copy_range_bytes, 0xffffu);  // duplicates re-inject copies
+  // Netem: the whole profile is on the sender's egress; the receiver has nothing.
+  o = Opts(Backend::kNetem);
+  o.half = ShapeHalf::kReceiverOnly;
+  auto nrcv = BuildPlan(prof, Direction::kForward, o);
+  ASSERT_TRUE(nrcv.ok());
+  EXPECT_TRUE(nrcv->empty());
+  o.half = ShapeHalf::kSenderOnly;
+  auto nsnd = BuildPlan(prof, Direction::kForward, o);
+  ASSERT_TRUE(nsnd.ok());
+  ASSERT_TRUE(nsnd->netem);
+  EXPECT_EQ(nsnd->netem->impairment.latency, 20ms);
+  // A rate-only profile has no receiver half; a delay-only one no userspace sender half.
+  LinkProfile rate_only;
+  rate_only.rate_bps = 1'000'000;
+  o = Opts(Backend::kUserspace);
+  o.half = ShapeHalf::kReceiverOnly;
+  EXPECT_TRUE(BuildPlan(rate_only, Direction::kForward, o)->empty());
+  LinkProfile delay_only;
+  delay_only.delay = 5ms;
+  o.half = ShapeHalf::kSenderOnly;
+  EXPECT_TRUE(BuildPlan(delay_only, Direction::kForward, o)->empty());
+  // Validation is the same for either half.
+  LinkProfile corrupt;
+  corrupt.corrupt = 0.1;
+  EXPECT_EQ(BuildPlan(corrupt, Direction::kForward, o).status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(ShapeHalfName(ShapeHalf::kBoth), "both");
+  EXPECT_EQ(ShapeHalfName(ShapeHalf::kSenderOnly), "sender");
+  EXPECT_EQ(ShapeHalfName(ShapeHalf::kReceiverOnly), "receiver");
+}
+
 TEST(NetshapePlan, ProbabilityScaling) {
   EXPECT_EQ(ProbabilityToU32(0), 0u);
   EXPECT_EQ(ProbabilityToU32(-1), 0u);

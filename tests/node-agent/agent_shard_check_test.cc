@@ -142,10 +142,97 @@ TEST(ShardCheck, NamesEveryBadObject) {
   EXPECT_THAT(all, HasSubstr("link a--b: forward: no shaping backend"));
   EXPECT_THAT(all, HasSubstr("link a--ghost: end a: vnode a has two interfaces named eth0"));
   EXPECT_THAT(all, HasSubstr("link a--ghost: end b: vnode 'ghost' is not in this shard"));
-  EXPECT_THAT(all, HasSubstr("link x--y: cross-pnode links"));
+  EXPECT_THAT(all, HasSubstr("link x--y: tunnel: this pnode has no underlay address"));
   EXPECT_THAT(all, HasSubstr("route a 10.9.0.0/8x: destination"));
   EXPECT_THAT(all, HasSubstr("dev eth7 is not an interface of a"));
   EXPECT_THAT(all, HasSubstr("bridge b/br0: port eth9"));
+}
+
+// One end of a cross-pnode link: vnode a here, vnode r on the pnode 192.0.2.9.
+v1::DeployShard TunnelShard() {
+  v1::DeployShard s = TwoNodes();
+  v1::LinkSpec* l = s.add_links();
+  l->set_name("a--r");
+  l->mutable_a()->set_vnode("a");
+  l->mutable_a()->set_ifname("eth1");
+  l->mutable_a()->set_address("10.0.1.0/31");
+  l->mutable_b()->set_vnode("r");
+  l->mutable_b()->set_ifname("eth0");
+  l->mutable_b()->set_address("10.0.1.1/31");
+  l->mutable_tunnel()->set_vni(100);
+  l->mutable_tunnel()->set_remote_address("192.0.2.9");
+  l->mutable_tunnel()->set_local_end("a");
+  return s;
+}
+
+TEST(ShardCheck, AcceptsATunnelLink) {
+  FakeRuntime rt;
+  ShardApplierOptions o;
+  o.local_address = "192.0.2.1";
+  ShardApplier ap(&rt, nullptr, o);
+  EXPECT_EQ(All(ap.Check(TunnelShard())), "");
+  // The same link seen from the other pnode: only vnode r, end b is local.
+  v1::DeployShard other;
+  other.set_experiment_id("e1");
+  other.set_generation(1);
+  other.add_vnodes()->set_name("r");
+  v1::LinkSpec* l = other.add_links();
+  *l = TunnelShard().links(1);
+  l->mutable_tunnel()->set_local_end("b");
+  l->mutable_tunnel()->set_remote_address("192.0.2.1");
+  ShardApplierOptions o2;
+  o2.local_address = "192.0.2.9";
+  ShardApplier ap2(&rt, nullptr, o2);
+  EXPECT_EQ(All(ap2.Check(other)), "");
+  // ... but not with the wrong end named local: a is not here, r is.
+  other.mutable_links(0)->mutable_tunnel()->set_local_end("a");
+  const std::string all = All(ap2.Check(other));
+  EXPECT_THAT(all, HasSubstr("link a--r: end a: vnode 'a' is not in this shard"));
+  EXPECT_THAT(all, HasSubstr("link a--r: end b: vnode 'r' is in this shard"));
+}
+
+TEST(ShardCheck, NamesEveryBadTunnelLink) {
+  FakeRuntime rt;
+  ShardApplierOptions o;
+  o.local_address = "192.0.2.1";
+  ShardApplier ap(&rt, nullptr, o);
+  v1::DeployShard s = TunnelShard();
+  auto add = [&](const std::string& name, uint32_t vni, const std::string& remote,
+                 const std::string& local_end, const std::string& va, const std::string& vb,
+                 const std::string& ifa) {
+    v1::LinkSpec* l = s.add_links();
+    l->set_name(name);
+    l->mutable_a()->set_vnode(va);
+    l->mutable_a()->set_ifname(ifa);
+    l->mutable_b()->set_vnode(vb);
+    l->mutable_b()->set_ifname("eth0");
+    l->mutable_tunnel()->set_vni(vni);
+    l->mutable_tunnel()->set_remote_address(remote);
+    l->mutable_tunnel()->set_local_end(local_end);
+  };
+  add("vni0", 0, "192.0.2.9", "a", "a", "r1", "eth2");
+  add("vnibig", 1u << 24, "192.0.2.9", "a", "a", "r2", "eth3");
+  add("vnidup", 100, "192.0.2.9", "a", "a", "r3", "eth4");
+  add("noremote", 7, "", "a", "a", "r4", "eth5");
+  add("self", 8, "192.0.2.1", "a", "a", "r5", "eth6");
+  add("badend", 9, "192.0.2.9", "c", "a", "r6", "eth7");
+  add("bothhere", 10, "192.0.2.9", "a", "a", "b", "eth8");
+  add("nonehere", 11, "192.0.2.9", "b", "a", "ghost", "eth9");
+  const std::string all = All(ap.Check(s));
+  EXPECT_THAT(all, HasSubstr("link vni0: tunnel: VNI 0 is out of range"));
+  EXPECT_THAT(all, HasSubstr("link vnibig: tunnel: VNI 16777216 is out of range"));
+  EXPECT_THAT(all, HasSubstr("link vnidup: tunnel: VNI 100 is also used by link a--r"));
+  EXPECT_THAT(all, HasSubstr("link noremote: tunnel: remote address '' is not an IPv4"));
+  EXPECT_THAT(all, HasSubstr("link self: tunnel: remote address 192.0.2.1 is this pnode's own"));
+  EXPECT_THAT(all, HasSubstr("link badend: tunnel: local_end 'c': expected a or b"));
+  EXPECT_THAT(all, HasSubstr("link bothhere: end b: vnode 'b' is in this shard, but the other "
+                             "end of a tunnel link must be on another pnode"));
+  EXPECT_THAT(all, HasSubstr("link nonehere: end b: vnode 'ghost' is not in this shard"));
+  EXPECT_EQ(all.find("link a--r:"), std::string::npos) << all;  // the good one
+  // Without an underlay address, every tunnel link is refused.
+  ShardApplier none(&rt, nullptr, {});
+  EXPECT_THAT(All(none.Check(TunnelShard())),
+              HasSubstr("link a--r: tunnel: this pnode has no underlay address"));
 }
 
 TEST(ShardCheck, DeployOfABadShardReportsAndCreatesNothing) {

@@ -41,6 +41,25 @@ enum class Direction { kForward, kReverse };
 /// "forward" or "reverse".
 std::string_view DirectionName(Direction d);
 
+/// Which part of a direction's shaping this host builds. A direction whose sender and
+/// receiver interfaces are on one host gets both halves (kBoth). A direction crossing two
+/// hosts (a VXLAN link between two pnodes) is split: the sender's host builds the
+/// sender half, the receiver's host the receiver half, and together they shape exactly
+/// as kBoth does on one host (same plan, same random stream):
+///  - sender half: everything on the sender's egress: the HTB rate class and its leaf
+///    (pfifo, or netem with the whole impairment with the netem backend) and the GSO
+///    cap;
+///  - receiver half: everything on the receiver's ingress: the userspace backend's delay
+///    line (delay, jitter, loss, duplication, reordering); nothing with the netem backend.
+enum class ShapeHalf {
+  kBoth,          ///< sender and receiver on this host
+  kSenderOnly,    ///< only the sender's interface is on this host
+  kReceiverOnly,  ///< only the receiver's interface is on this host
+};
+
+/// "both", "sender" or "receiver".
+std::string_view ShapeHalfName(ShapeHalf h);
+
 /// How impairments are emulated (DESIGN.md §5).
 enum class Backend {
   kNetem,      ///< HTB + sch_netem on the sender's egress, all in the kernel
@@ -176,6 +195,8 @@ struct PlanOptions {
   uint32_t mtu_bytes = 1500;  ///< the interface MTU (HTB burst/quantum, netem limit)
   /// Tail-drop limit when the profile sets no `queue` (Linux's default txqueuelen).
   uint32_t default_queue_packets = 1000;
+  /// The part of the direction to plan (ShapeHalf); the other half's fields stay empty.
+  ShapeHalf half = ShapeHalf::kBoth;
 };
 
 /// Builds the plan of one direction. Validates the profile first (LinkProfile::Validate,
@@ -184,6 +205,10 @@ struct PlanOptions {
 /// "<field>: not supported by the <backend> backend", e.g.
 /// "corrupt: not supported by the userspace backend".
 /// An empty profile gives an empty plan (unshaped). Pure and deterministic.
+/// With options.half != kBoth, the plan is the kBoth plan restricted to that half
+/// (ShapeHalf): kSenderOnly keeps htb, fifo_limit_packets, netem and gso_max_segs;
+/// kReceiverOnly keeps delay_line. The two halves of a direction together equal its
+/// kBoth plan.
 Result<Plan> BuildPlan(const LinkProfile& profile, Direction direction, const PlanOptions& options);
 
 /// The first profile field (in LinkProfile order, named as in experiment files) that the

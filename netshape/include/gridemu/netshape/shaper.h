@@ -25,6 +25,14 @@
 // The sender's interface also gets a GSO segment cap (Plan::gso_max_segs), restored on
 // removal.
 //
+// Split directions (ShapeRequest::half, plan.h ShapeHalf): a direction whose sender and
+// receiver are on two hosts (a VXLAN link between pnodes) is shaped by two Shapers, one
+// per host: the sender's host asks for kSenderOnly (the egress objects above: HTB, its
+// leaf or netem, the GSO cap; the receiver endpoint is not touched and need not exist
+// here), the receiver's host for kReceiverOnly (the delay line and its rules; the sender
+// endpoint is not touched). Both build their half of the same plan (give both the same
+// tag or stream), so the pair shapes exactly like one kBoth direction on one host.
+//
 // Limits of the userspace backend: only IPv4 and IPv6 go through the delay line (ARP and
 // other non-IP frames are rate-limited by HTB but not delayed or lost); `corrupt` is
 // rejected (CheckBackendExpresses); a rule change costs an iptables-restore process
@@ -91,8 +99,12 @@ struct ShaperOptions {
 
 /// One direction to shape.
 struct ShapeRequest {
-  Endpoint sender;    ///< where the traffic leaves (HTB/netem on its egress)
-  Endpoint receiver;  ///< where it arrives (delay line on its ingress; userspace backend)
+  /// Where the traffic leaves (HTB/netem on its egress). With half == kReceiverOnly it is
+  /// on another host: not touched (its ifname may be empty).
+  Endpoint sender;
+  /// Where it arrives (delay line on its ingress; userspace backend). With half ==
+  /// kSenderOnly it is on another host: not touched (its ifname may be empty).
+  Endpoint receiver;
   LinkProfile profile;
   /// Identifies the direction in rule comments ("gridemu:<tag>"): [A-Za-z0-9_.:/-], at
   /// most 200 characters, unique on the host, e.g. "<experiment>:<link>:fwd".
@@ -102,6 +114,10 @@ struct ShapeRequest {
   /// ShaperOptions::seed, this name and `direction`); "" = the tag. Give a name that is
   /// stable across runs (e.g. the link's id) for reproducible experiments.
   std::string stream{};
+  /// Which half of the direction this host builds (plan.h ShapeHalf); kBoth = both
+  /// interfaces are here. GetCounters() then reports what this half has: the HTB class
+  /// (passed, overflow drops) for a sender half, the delay line for a receiver half.
+  ShapeHalf half = ShapeHalf::kBoth;
 };
 
 class Shaper;

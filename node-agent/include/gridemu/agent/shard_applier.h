@@ -16,13 +16,31 @@
 //      forward = a's egress toward b (and b's ingress with the userspace
 //      backend), reverse = b's egress toward a; netshape tags "<experiment>:
 //      <link>:fwd|rev" (rule comments "gridemu:<tag>").
+//
+// Cross-pnode links (LinkSpec.tunnel set; DESIGN.md §4): the controller sends
+// the link to both pnodes, each copy naming the end that lives here
+// (tunnel.local_end) and the other pnode's underlay address. Here only the
+// local end exists: a VXLAN device (plumbing_vxlan.h) made in the underlay
+// namespace (ShardApplierOptions::underlay_ns) between local_address and
+// tunnel.remote_address, VNI tunnel.vni, moved into the local vnode as its
+// interface, tagged like a veth ("<prefix>:<experiment>:<link>"), with the
+// link's MTU or else the underlay's less 50 bytes (1450 on Ethernet). Each
+// pnode shapes its half of each direction (netshape ShapeHalf): the direction
+// the local vnode sends gets its sender half (egress: HTB rate, or the whole
+// netem profile), the direction it receives gets its receiver half (ingress:
+// the userspace delay line; nothing with netem). Together the two pnodes shape
+// a tunnel link exactly as one pnode shapes a veth link.
 // When a step fails the whole shard is removed again (shaping, vnodes — whose
 // namespaces take their veths, qdiscs and rules with them — and the record):
 // a failed Deploy leaves nothing behind. Deploying a shard that is deployed at
 // the same generation changes nothing and reports success.
 //
 // Teardown(experiment) removes shaping, vnodes and the record, then sweeps any
-// leftover of the experiment (VnodeRuntime::CleanupExperiment).
+// leftover of the experiment (VnodeRuntime::CleanupExperiment) and the tagged
+// interfaces of the experiment left in the underlay namespace (a VXLAN device
+// whose creation was interrupted before its move into the vnode). The VXLAN
+// devices in the vnodes go with their namespaces (the kernel frees their VNIs
+// a few milliseconds later, asynchronously).
 //
 // Thread-safety: calls for different experiments may run concurrently on
 // different threads; calls for one experiment must not overlap (the agent
@@ -40,6 +58,7 @@
 #include <vector>
 
 #include "gridemu/agent/plumbing.h"
+#include "gridemu/agent/plumbing_vxlan.h"
 #include "gridemu/agent/runtime.h"
 #include "gridemu/common/status.h"
 #include "gridemu/netshape/shaper.h"
@@ -62,6 +81,23 @@ struct ShardApplierOptions {
   /// Plumb and shape links on a second thread while later vnodes are being
   /// created (else only once every vnode exists; both use two threads then).
   bool overlap_links = true;
+
+  // Underlay of cross-pnode (VXLAN) links.
+  /// This pnode's underlay IPv4 address (dotted quad), the local end of every
+  /// tunnel. "" = none: shards with tunnel links fail their check.
+  std::string local_address;
+  /// Underlay interface in underlay_ns that tunnels leave through; its MTU less
+  /// 50 is the default MTU of tunnel interfaces. "" = routed by the remote
+  /// address, 1500-byte underlay assumed (MTU 1450).
+  std::string underlay_dev;
+  /// Network namespace of the underlay (where the VXLAN devices' UDP sockets
+  /// live). Home (default) = the namespace of the thread that deploys, i.e.
+  /// the one the applier was created in (its worker threads inherit it). A
+  /// test can run two "pnodes" in one process by giving each applier another
+  /// namespace (NetnsRef::AtPath; a borrowed fd must stay open meanwhile).
+  NetnsRef underlay_ns;
+  /// UDP destination port of the tunnels, the same on every pnode.
+  uint16_t vxlan_port = kVxlanDefaultPort;
 };
 
 /// A problem with one object of a shard: object is "vnode peer3", "link a--b",
@@ -169,11 +205,15 @@ class ShardApplier {
   /// parameters of each direction, in place (a direction not shaped yet is
   /// shaped with them); link down/up sets both veth ends down/up (and re-adds
   /// the routes through them on up); node actions: kill and stop = Stop,
-  /// start, freeze, thaw. Errors name every object that failed.
+  /// start, freeze, thaw. On a tunnel link only the local end and the local
+  /// half of each direction's shaping are changed (the other pnode gets the
+  /// same event for its end). Errors name every object that failed.
   Status ApplyEvent(const std::string& experiment, const v1::ApplyEvent& event);
 
   /// Counters of every shaped direction and statistics of every vnode.
-  /// Objects whose counters cannot be read are skipped.
+  /// Objects whose counters cannot be read are skipped. For a tunnel link,
+  /// what the local half counts: the sender half's HTB class for the direction
+  /// the local vnode sends, the delay line for the direction it receives.
   v1::MetricsBatch CollectMetrics(const std::string& experiment) const;
 
   /// Experiments with objects on this pnode: those deployed by this instance
@@ -193,11 +233,14 @@ class ShardApplier {
   struct LinkState;
   struct ShardState;
 
-  // Veths and addresses of `links`; with !links_only, also every bridge,
-  // forwarding switch and route of the shard.
+  // Veths (or, for tunnel links, the local VXLAN end) and addresses of
+  // `links`; with !links_only, also every bridge, forwarding switch and route
+  // of the shard.
   Status Plumb(const ShardState& s, const std::vector<size_t>& links, bool links_only);
   Status ShapeLinks(ShardState& s, const std::vector<size_t>& links);
   void RemoveShaping(ShardState& s, std::vector<ShardObjectError>* errors);
+  // Deletes the experiment's tagged interfaces left in the underlay namespace.
+  Status CleanupUnderlay(const std::string& experiment) const;
   Status WriteRecord(const v1::DeployShard& shard, const std::string& phase) const;
   std::shared_ptr<ShardState> Find(const std::string& experiment) const;
   Result<std::shared_ptr<ShardState>> BuildState(const v1::DeployShard& shard) const;
