@@ -6,7 +6,10 @@
 //
 // usage: bench_deploy N      (root). Prints one JSON object:
 //   {"tool": "gridemu", "n", "deploy_s", "teardown_s", "total_s",
-//    "kernel_plus_agent_kib_per_vnode", "agent_rss_kib_per_vnode", "backend"}
+//    "kernel_plus_agent_kib_per_vnode", "agent_rss_kib_per_vnode", "backend",
+//    "deploy_phases", "teardown_phases" (ShardTimings::ToString()),
+//    "runtime_create" / "runtime_destroy" (NetnsRuntime BatchProfile of the
+//    last CreateBatch / DestroyBatch chunk, seconds)}
 // Memory per vnode = (MemTotal - MemAvailable) after deploy minus before,
 // divided by N: kernel objects (namespaces, veths, qdiscs, cgroups), the vnode
 // inits and the agent together. Noisy on a busy machine: run it alone.
@@ -42,6 +45,14 @@ long ReadKb(const char* file, const std::string& key) {
   return 0;
 }
 long UsedKb() { return ReadKb("/proc/meminfo", "MemTotal") - ReadKb("/proc/meminfo", "MemAvailable"); }
+
+// A BatchProfile as JSON (seconds; *_thread_s summed over worker threads).
+nlohmann::json ProfileJson(const agent::BatchProfile& p) {
+  return {{"vnodes", p.vnodes},         {"prepare_thread_s", p.prepare_thread_s},
+          {"spawn_thread_s", p.spawn_thread_s}, {"build_s", p.build_s},
+          {"join_s", p.join_s},         {"ready_s", p.ready_s},
+          {"kill_s", p.kill_s},         {"teardown_s", p.teardown_s}};
+}
 
 int Fail(const std::string& what, const Status& s) {
   std::fprintf(stderr, "bench_deploy: %s: %s\n", what.c_str(), s.ToString().c_str());
@@ -108,7 +119,11 @@ int main(int argc, char** argv) {
                       {"kernel_plus_agent_kib_per_vnode", static_cast<double>(used1 - used0) / n},
                       {"agent_rss_kib_per_vnode", static_cast<double>(rss1 - rss0) / n},
                       {"backend", std::string(netshape::BackendName((*shaper)->backend()))},
-                      {"teardown_errors", td.errors.size()}};
+                      {"teardown_errors", td.errors.size()},
+                      {"deploy_phases", rep.timings.ToString()},
+                      {"teardown_phases", td.timings.ToString()},
+                      {"runtime_create", ProfileJson((*rt)->last_create_profile())},
+                      {"runtime_destroy", ProfileJson((*rt)->last_destroy_profile())}};
   std::printf("%s\n", j.dump().c_str());
   return td.errors.empty() ? 0 : 1;
 }

@@ -1,6 +1,7 @@
 #include "gridemu/agent/netns_runtime.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -9,16 +10,19 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unordered_set>
 
@@ -393,9 +397,17 @@ std::string RenderMeta(const VnodeSpec& s, const VnodePaths& p, const VnodeCgrou
   return m;
 }
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
 struct CloneArgs {
   const struct rlimit* nofile = nullptr;  // restored in init: tasks get the usual limit
+  // Where the child finds its end of the control socket. With `slot` (the
+  // clone shares the agent's fd table, CLONE_FILES) it is the reserved low
+  // descriptor `slot`, and the child keeps only descriptors 0..slot.
   int ctl_child = -1;
+  bool slot = false;
   int template_fd = -1;
   int netns_fd = -1;
   const char* path = nullptr;
@@ -423,6 +435,18 @@ int CloneChild(void* p) {
     a->err = errno;
     a->stage = 4;
     ::_exit(127);
+  }
+  if (a->slot) {
+    // Leave the agent's table: a private copy of descriptors 0..slot only,
+    // so that neither this clone nor execve's close-on-exec sweep touches
+    // the agent's thousands of descriptors. Older kernels: a full copy.
+    if (::syscall(SYS_close_range, static_cast<unsigned>(a->ctl_child) + 1, ~0U,
+                  CLOSE_RANGE_UNSHARE) != 0 &&
+        ::unshare(CLONE_FILES) != 0) {
+      a->err = errno;
+      a->stage = 5;
+      ::_exit(127);
+    }
   }
   if (a->ctl_child == vnode_init::kControlFd) {
     ::fcntl(a->ctl_child, F_SETFD, 0);
@@ -535,6 +559,29 @@ Result<uint64_t> ReadCounter(const std::string& dir, std::string_view file,
   return v;
 }
 
+// Source name of the tmpfs the runtime mounts on a disk-backed state root.
+constexpr char kStateTmpfsSource[] = "gridemu-state";
+
+// True if `dir` is the mount point of a tmpfs this runtime mounted (source
+// kStateTmpfsSource in /proc/self/mountinfo).
+bool IsOwnStateTmpfs(const std::string& dir) {
+  std::ifstream f("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    // "<id> <parent> <maj:min> <root> <mount point> <opts> ... - <fstype> <source> <super opts>"
+    std::istringstream in(line);
+    std::string id, parent, dev, root, point;
+    if (!(in >> id >> parent >> dev >> root >> point) || point != dir) continue;
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype, source;
+    tail >> fstype >> source;
+    if (fstype == "tmpfs" && source == kStateTmpfsSource) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -568,6 +615,16 @@ Result<std::unique_ptr<NetnsRuntime>> NetnsRuntime::Open(const RuntimeOptions& o
   int ep = ::epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) return ErrnoStatus(errno, "epoll_create1");
   std::unique_ptr<NetnsRuntime> rt(new NetnsRuntime(options, std::move(layout), init, ep));
+  // Reserve low descriptors now, while the table is small (see SpawnInit).
+  rt->devnull_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (rt->devnull_fd_ >= 0) {
+    const int slots = std::max(2, options.create_threads + 2);
+    for (int i = 0; i < slots; ++i) {
+      int fd = ::fcntl(rt->devnull_fd_, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) break;
+      rt->free_slots_.push_back(fd);
+    }
+  }
   return rt;
 }
 
@@ -585,6 +642,9 @@ NetnsRuntime::~NetnsRuntime() {
     if (v->ctl >= 0) ::close(v->ctl);
     if (v->pidfd >= 0) ::close(v->pidfd);
   }
+  if (netns_anchor_fd_ >= 0) ::close(netns_anchor_fd_);
+  for (int fd : free_slots_) ::close(fd);
+  if (devnull_fd_ >= 0) ::close(devnull_fd_);
   ::close(epoll_fd_);
 }
 
@@ -617,6 +677,30 @@ Status NetnsRuntime::RefreshTemplate() {
   std::lock_guard<std::mutex> l(mu_);
   template_fd_ = std::move(fd);
   return Status::Ok();
+}
+
+Status NetnsRuntime::EnsureStateRootLocked() {
+  GRIDEMU_RETURN_IF_ERROR(internal::MakeDirs(state_root_));
+  if (!options_.state_root_tmpfs) return Status::Ok();
+  struct statfs fs;
+  if (::statfs(state_root_.c_str(), &fs) != 0) return ErrnoStatus(errno, "statfs", state_root_);
+  if (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC) return Status::Ok();
+  // Only an empty root: a populated one holds vnodes of an earlier instance.
+  GRIDEMU_ASSIGN_OR_RETURN(std::vector<std::string> entries, internal::ListDir(state_root_, false));
+  if (!entries.empty()) return Status::Ok();
+  if (::mount(kStateTmpfsSource, state_root_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+              "mode=0755") != 0) {
+    return ErrnoStatus(errno, "mount tmpfs on state root", state_root_);
+  }
+  return Status::Ok();
+}
+
+void NetnsRuntime::ReleaseStateRootLocked() {
+  if (creating_ != 0 || !vnodes_.empty()) return;
+  Result<std::vector<std::string>> entries = internal::ListDir(state_root_, false);
+  if (!entries.ok() || !entries->empty()) return;
+  if (IsOwnStateTmpfs(state_root_)) ::umount2(state_root_.c_str(), MNT_DETACH);
+  ::rmdir(state_root_.c_str());
 }
 
 Status NetnsRuntime::EnsureExperimentCgroups(const std::string& experiment) {
@@ -755,8 +839,32 @@ Status NetnsRuntime::SpawnInit(Vnode* v, bool new_netns) {
   std::string arg0 = kInitName;
   char* argv[] = {arg0.data(), label.data(), nullptr};
   char* envp[] = {nullptr};
+  // A reserved low descriptor for the child's socket end lets the clone
+  // share the fd table (see CloneChild); none free: the child copies it.
+  int slot = -1;
+  {
+    std::lock_guard<std::mutex> l(anchor_mu_);
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    }
+  }
+  if (slot >= 0 && ::dup3(child_end.get(), slot, O_CLOEXEC) < 0) {
+    std::lock_guard<std::mutex> l(anchor_mu_);
+    free_slots_.push_back(slot);
+    slot = -1;
+  }
+  auto release_slot = [&] {
+    if (slot < 0) return;
+    // Back to /dev/null: the agent must not keep a reference to the child's end.
+    ::dup3(devnull_fd_, slot, O_CLOEXEC);
+    std::lock_guard<std::mutex> l(anchor_mu_);
+    free_slots_.push_back(slot);
+    slot = -1;
+  };
   CloneArgs a;
-  a.ctl_child = child_end.get();
+  a.ctl_child = slot >= 0 ? slot : child_end.get();
+  a.slot = slot >= 0;
   a.template_fd = *template_fd;
   a.netns_fd = netns_fd.get();
   a.nofile = g_have_original_nofile ? &g_original_nofile : nullptr;
@@ -767,6 +875,7 @@ Status NetnsRuntime::SpawnInit(Vnode* v, bool new_netns) {
   int flags =
       CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (new_netns) flags |= CLONE_NEWNET;
+  if (a.slot) flags |= CLONE_FILES;
   int pidfd = -1;
   sigset_t all, old;
   sigfillset(&all);
@@ -774,6 +883,7 @@ Status NetnsRuntime::SpawnInit(Vnode* v, bool new_netns) {
   pid_t pid = ::clone(CloneChild, CloneStack(), flags, &a, &pidfd);
   int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  release_slot();
   if (pid < 0) return ErrnoStatus(clone_errno, "clone (vnode namespaces)");
   if (a.stage != 0) {
     siginfo_t si;
@@ -791,9 +901,7 @@ Status NetnsRuntime::SpawnInit(Vnode* v, bool new_netns) {
       v->ctl, vnode_init::Encode(BuildInitConfig(v->spec, v->paths, v->hosts_file)), nullptr, 0));
   if (new_netns) {
     const std::string& path = v->paths.netns_path;
-    int f = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
-    if (f < 0) return ErrnoStatus(errno, "create", path);
-    ::close(f);
+    GRIDEMU_RETURN_IF_ERROR(CreateNetnsMountPoint(path));
     const std::string src = "/proc/" + std::to_string(pid) + "/ns/net";
     if (::mount(src.c_str(), path.c_str(), "none", MS_BIND, nullptr) != 0) {
       Status s = ErrnoStatus(errno, "bind mount " + src + " on", path);
@@ -802,6 +910,26 @@ Status NetnsRuntime::SpawnInit(Vnode* v, bool new_netns) {
     }
     v->netns_bound = true;
   }
+  return Status::Ok();
+}
+
+Status NetnsRuntime::CreateNetnsMountPoint(const std::string& path) {
+  {
+    std::lock_guard<std::mutex> l(anchor_mu_);
+    if (netns_anchor_fd_ >= 0) {
+      if (::linkat(netns_anchor_fd_, "", AT_FDCWD, path.c_str(), AT_EMPTY_PATH) == 0) {
+        return Status::Ok();
+      }
+      if (errno == EEXIST) return ErrnoStatus(errno, "create", path);
+      // EMLINK (link limit), ENOENT (every name unlinked), EXDEV (another
+      // mount), EPERM: start a new anchor below.
+    }
+  }
+  int f = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (f < 0) return ErrnoStatus(errno, "create", path);
+  std::lock_guard<std::mutex> l(anchor_mu_);
+  if (netns_anchor_fd_ >= 0) ::close(netns_anchor_fd_);
+  netns_anchor_fd_ = f;
   return Status::Ok();
 }
 
@@ -886,8 +1014,23 @@ std::vector<Status> NetnsRuntime::CreateBatch(std::span<const VnodeSpec> specs) 
       }
       result[i] = st;
     }
+    ++creating_;
   }
-  Status common = RefreshTemplate();
+  // Every return below goes through this: ends the batch for ReleaseStateRootLocked.
+  struct CreatingGuard {
+    NetnsRuntime* rt;
+    ~CreatingGuard() {
+      std::lock_guard<std::mutex> l(rt->mu_);
+      --rt->creating_;
+    }
+  } creating_guard{this};
+  Status common;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    common = EnsureStateRootLocked();
+  }
+  // The template is copied after the state root's tmpfs exists, so vnodes see it.
+  if (common.ok()) common = RefreshTemplate();
   std::map<std::pair<std::string, const HostsTable*>, std::string> shared_hosts;
   std::map<const HostsTable*, std::unordered_set<std::string>> names;
   std::vector<std::string> hosts_for(n);
@@ -1305,7 +1448,10 @@ std::vector<Status> NetnsRuntime::DestroyBatch(std::span<const VnodeRef> refs) {
     if (subdirs.ok() && subdirs->empty()) (void)internal::RemoveTree(exp_dir);
     for (const std::string& d : layout_.Dirs(options_.prefix + "/" + e)) ::rmdir(d.c_str());
     for (const std::string& d : layout_.Dirs(options_.prefix)) ::rmdir(d.c_str());
-    ::rmdir(state_root_.c_str());
+  }
+  if (!experiments.empty()) {
+    std::lock_guard<std::mutex> l(mu_);
+    ReleaseStateRootLocked();
   }
   DeliverPending();
   return result;
@@ -1927,13 +2073,23 @@ Status NetnsRuntime::CleanupImpl(std::string_view experiment, bool all) {
   std::vector<std::string> states = left.state_dirs;
   std::sort(states.begin(), states.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-  for (const std::string& s : states) note(internal::RemoveTree(s));
+  for (const std::string& s : states) {
+    // The state root itself may be the runtime's tmpfs: released below.
+    if (s == state_root_) {
+      Result<std::vector<std::string>> subs = internal::ListDir(s, false);
+      if (subs.ok()) {
+        for (const std::string& e : *subs) note(internal::RemoveTree(s + "/" + e));
+      }
+      continue;
+    }
+    note(internal::RemoveTree(s));
+  }
   if (!all) {
     for (const std::string& d : layout_.Dirs(options_.prefix)) ::rmdir(d.c_str());
-    ::rmdir(state_root_.c_str());
   }
   {
     std::lock_guard<std::mutex> l(mu_);
+    ReleaseStateRootLocked();
     if (all) {
       experiment_cgroups_ready_.clear();
     } else {

@@ -2,20 +2,24 @@
 // Every object is named after this test process (experiment "t<pid>..."),
 // and every test cleans its experiment up in TearDown, even on failure.
 // Traffic: none (loopback only).
+#include <dirent.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -726,6 +730,84 @@ TEST_P(NetnsRuntimeTest, AdoptReconnectsThroughLongSocketPaths) {
   Result<TaskResult> r = rt_->Wait(id, 10s);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->signal, SIGTERM);
+}
+
+// Names of this process's open descriptors.
+Result<std::vector<std::string>> internal_ListFds() {
+  std::vector<std::string> out;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return InternalError("opendir /proc/self/fd");
+  while (struct dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Unix sockets in this process's descriptor table.
+int CountOwnSockets() {
+  int n = 0;
+  Result<std::vector<std::string>> fds = internal_ListFds();
+  for (const std::string& fd : *fds) {
+    char target[256];
+    ssize_t len = ::readlink(("/proc/self/fd/" + fd).c_str(), target, sizeof(target) - 1);
+    if (len > 0 && std::string(target, static_cast<size_t>(len)).rfind("socket:", 0) == 0) ++n;
+  }
+  return n;
+}
+
+// Creation shortcuts keep every documented behaviour: the state root lives in
+// memory while vnodes exist (a tmpfs the runtime mounts when the root is on
+// disk) and is gone after; each vnode's netns file (hard links of one inode)
+// names its own init's namespace; the agent keeps exactly one control socket
+// per vnode (no child socket end left in a reserved descriptor).
+TEST_P(NetnsRuntimeTest, StateRootInMemoryNetnsFilesAndNoLeakedSockets) {
+  options_.state_root = dir_ + "/state";
+  Result<std::unique_ptr<NetnsRuntime>> rt = NetnsRuntime::Open(options_);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  rt_ = std::move(*rt);
+  struct statfs parent = {};
+  ASSERT_EQ(::statfs(dir_.c_str(), &parent), 0);
+  const bool on_disk = parent.f_type != TMPFS_MAGIC && parent.f_type != RAMFS_MAGIC;
+  const int sockets_before = CountOwnSockets();
+  const std::vector<std::string> names = {"a", "b", "c"};
+  std::vector<VnodeSpec> specs;
+  for (size_t i = 0; i < names.size(); ++i) specs.push_back(Spec(names[i], static_cast<uint32_t>(i)));
+  for (const Status& s : rt_->CreateBatch(specs)) ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(CountOwnSockets() - sockets_before, 3);
+
+  struct statfs st = {};
+  ASSERT_EQ(::statfs(options_.state_root.c_str(), &st), 0);
+  EXPECT_EQ(st.f_type, on_disk ? static_cast<decltype(st.f_type)>(TMPFS_MAGIC) : parent.f_type);
+  std::string out;
+  TaskResult r = Run("a", "echo hi > \"$HOME/f\" && cat \"$HOME/f\" && hostname", &out);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(out, "hi\na\n");
+  EXPECT_EQ(ReadFile(ComputeVnodePaths(options_, exp_, "a").home_dir + "/f"), "hi\n");
+
+  std::set<ino_t> namespaces;
+  std::vector<std::string> paths;
+  for (const std::string& n : names) {
+    Result<VnodeInfo> info = rt_->Info(Ref(n));
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    struct stat at_path = {}, of_init = {};
+    ASSERT_EQ(::stat(info->netns_path.c_str(), &at_path), 0) << info->netns_path;
+    const std::string proc = "/proc/" + std::to_string(info->init_pid) + "/ns/net";
+    ASSERT_EQ(::stat(proc.c_str(), &of_init), 0);
+    EXPECT_EQ(at_path.st_ino, of_init.st_ino) << n;
+    EXPECT_EQ(at_path.st_dev, of_init.st_dev) << n;
+    namespaces.insert(at_path.st_ino);
+    paths.push_back(info->netns_path);
+  }
+  EXPECT_EQ(namespaces.size(), names.size());
+
+  std::vector<VnodeRef> refs;
+  for (const std::string& n : names) refs.push_back(Ref(n));
+  for (const Status& s : rt_->DestroyBatch(refs)) EXPECT_TRUE(s.ok()) << s.ToString();
+  for (const std::string& p : paths) EXPECT_FALSE(Exists(p)) << p;
+  EXPECT_FALSE(Exists(options_.state_root));
+  EXPECT_EQ(ReadFile("/proc/self/mountinfo").find(options_.state_root), std::string::npos);
+  EXPECT_EQ(CountOwnSockets(), sockets_before);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cgroup, NetnsRuntimeTest,

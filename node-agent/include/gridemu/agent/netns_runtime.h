@@ -4,9 +4,19 @@
 // GRIDEMU_* variables). Programs are the host's own binaries.
 //
 // Creation uses syscalls only (clone, setns, mount, mkdir/write on cgroupfs),
-// never an `ip` or `unshare` process. Vnode mount namespaces are copied from a
+// never an `ip` or `unshare` process. The files in netns_dir that the
+// namespaces are bind-mounted on are hard links of one empty inode (see
+// CreateNetnsMountPoint): to iproute2 they are ordinary named namespaces. Vnode mount namespaces are copied from a
 // private template namespace without /run/netns' bind mounts, so creating
 // vnode N costs the same as vnode 1 and no vnode pins another's netns.
+//
+// Per-vnode state (hostname, meta, HOME, init.sock) lives under the state root
+// (default /run/<prefix>). Where that is not already in memory (a host whose
+// /run is on disk), the runtime mounts a tmpfs on the empty state root before
+// its first vnode and unmounts it once the last experiment is gone
+// (RuntimeOptions::state_root_tmpfs): per-vnode files then cost no disk inode
+// allocation, and the mount outlives the agent process, so an agent restart
+// still adopts its vnodes.
 //
 // Requires root (CAP_SYS_ADMIN) for everything but the pure helpers.
 #pragma once
@@ -140,9 +150,24 @@ class NetnsRuntime final : public VnodeRuntime {
 
   // Creation steps (no lock held; they touch only their own Vnode).
   Status RefreshTemplate();
+  // Creates the state root; when options_.state_root_tmpfs and it is an
+  // empty directory on a filesystem other than tmpfs/ramfs, mounts a tmpfs
+  // (source "gridemu-state") on it. Errors: mkdir/statfs/mount failures.
+  Status EnsureStateRootLocked();
+  // When no vnode exists and no CreateBatch runs: removes the (empty) state
+  // root, unmounting it first if it is the runtime's tmpfs.
+  void ReleaseStateRootLocked();
   Status EnsureExperimentCgroups(const std::string& experiment);
   Status PrepareVnode(const VnodeSpec& spec, Vnode* v, const std::string& hosts_file);
   Status SpawnInit(Vnode* v, bool new_netns);
+  // Creates the empty file at `path` that a vnode's netns is bind-mounted on.
+  // It is a hard link to the inode of the previous such file (held open in
+  // netns_anchor_fd_, opened before its bind mount) when the filesystem
+  // allows: a new name, but no inode allocation (ext4 without a journal
+  // scans recently deleted inodes on every allocation). Falls back to
+  // creating a new file (O_EXCL), which becomes the anchor. Errors:
+  // kAlreadyExists when `path` exists, else as ErrnoStatus.
+  Status CreateNetnsMountPoint(const std::string& path);
   Status JoinCgroups(Vnode* v);
   Status AwaitReady(Vnode* v, std::chrono::steady_clock::time_point deadline);
   Status TeardownObjects(Vnode* v);
@@ -184,6 +209,16 @@ class NetnsRuntime final : public VnodeRuntime {
   std::vector<RuntimeEvent> pending_callbacks_;
   EventCallback callback_;
   std::map<std::string, bool> experiment_cgroups_ready_;
+  int creating_ = 0;  ///< CreateBatch calls in flight
+  std::mutex anchor_mu_;      ///< guards netns_anchor_fd_
+  int netns_anchor_fd_ = -1;  ///< see CreateNetnsMountPoint
+  // Low descriptors (on /dev/null) reserved at Open, one per concurrent
+  // SpawnInit: the child's socket end is dup'ed there so that the clone can
+  // share the agent's fd table and keep only descriptors up to the slot
+  // (clone + exec then cost O(1) in the agent's open descriptors).
+  // Guarded by anchor_mu_.
+  std::vector<int> free_slots_;
+  int devnull_fd_ = -1;
   BatchProfile create_profile_;
   BatchProfile destroy_profile_;
 };

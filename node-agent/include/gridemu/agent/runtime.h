@@ -173,6 +173,10 @@ struct RuntimeOptions {
   std::string prefix = "gridemu";
   /// Root of the per-experiment state directories; empty = "/run/<prefix>".
   std::string state_root;
+  /// netns runtime: mount a tmpfs on the state root when it is an empty
+  /// directory on a disk filesystem (see netns_runtime.h); unmounted again
+  /// when the runtime removes its last experiment.
+  bool state_root_tmpfs = true;
   /// Directory of named network namespaces (iproute2's).
   std::string netns_dir = "/run/netns";
   /// The vnode init program (gridemu-vnode-init); empty = $GRIDEMU_VNODE_INIT,
