@@ -7,6 +7,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include <sstream>
 
 #include "gridemu/cli/run.h"
+#include "gridemu/common/units.h"
 
 namespace gridemu::cli {
 
@@ -265,6 +267,24 @@ int Status(const ClientArgs& args, const std::string& id, std::ostream& out, std
       out << " " << h << " (" << n.dump() << ")";
     }
     out << "\n";
+    if (per_pnode.size() > 1) {
+      char imb[32];
+      std::snprintf(imb, sizeof(imb), "%.3f", p.value("imbalance", 0.0));
+      out << "          " << p.value("cut_links", uint64_t{0}) << " cross-pnode links ("
+          << gridemu::FormatRate(p.value("cut_rate_bps", uint64_t{0})) << "), imbalance " << imb
+          << " (max load / target load)";
+      const uint64_t vnis = p.value("vni_count", uint64_t{0});
+      if (vnis > 0) {
+        const uint64_t base = p.value("vni_base", uint64_t{0});
+        out << ", VNIs " << base << "-" << base + vnis - 1;
+      }
+      out << "\n";
+    }
+  }
+  if (j.contains("lost_vnodes") && j["lost_vnodes"].is_array()) {
+    for (const auto& l : j["lost_vnodes"]) {
+      if (l.is_string()) out << "lost:     " << l.get<std::string>() << "\n";
+    }
   }
   if (!Str(j, "results_dir").empty()) out << "results:  " << Str(j, "results_dir") << "\n";
   out << "history:\n";

@@ -530,13 +530,30 @@ class OrchService : public StoreService {
       }
       slice = request.slice;
     }
-    auto agents =
-        impl_.Call<size_t>([this]() -> Result<size_t> { return impl_.registry_.Alive().size(); });
-    if (!agents.ok()) return agents.status();
-    if (*agents == 0) {
+    // Can the live agents take it? Placed here (on this thread: METIS may
+    // take seconds on large topologies) so that an infeasible experiment is
+    // refused before anything is stored or deployed; the runner reuses this
+    // placement when the agents have not changed meanwhile.
+    using Candidates = std::vector<PnodeCandidate>;
+    auto candidates = impl_.Call<Candidates>(
+        [this]() -> Result<Candidates> { return orch::LiveCandidates(impl_, ""); });
+    if (!candidates.ok()) return candidates.status();
+    if (candidates->empty()) {
       return UnavailableError("no agent is registered with the controller at " + impl_.endpoint +
                               ": start gridemu-agent --controller " + impl_.endpoint +
                               " on a pnode (nothing was stored)");
+    }
+    auto placement = impl_.placer_->Place(*exp, *candidates);
+    if (!placement.ok()) {
+      const Status& ps = placement.status();
+      // kInvalidArgument would read as a file error (HTTP 422): the file is
+      // valid, the live agents cannot take it.
+      const StatusCode code = ps.code() == StatusCode::kInvalidArgument
+                                  ? StatusCode::kFailedPrecondition
+                                  : ps.code();
+      return Status(code, "cannot place experiment '" + exp->name + "' on the " +
+                              std::to_string(candidates->size()) +
+                              " live agent(s): " + ps.message() + " (nothing was stored)");
     }
     CreateExperimentOptions options;
     options.slice = slice;
@@ -544,9 +561,12 @@ class OrchService : public StoreService {
     GRIDEMU_ASSIGN_OR_RETURN(ExperimentRecord rec,
                              store().CreateExperiment(*exp, request.yaml, options));
     const std::string id = rec.id;
-    impl_.Post([this, rec = std::move(rec), exp]() mutable {
+    impl_.Post([this, rec = std::move(rec), exp, cands = std::move(candidates).value(),
+                placed = std::move(placement).value()]() mutable {
       const auto now = Clock::now();
-      impl_.AddRunner(std::make_unique<Runner>(impl_, std::move(rec), std::move(*exp), now), now);
+      auto runner = std::make_unique<Runner>(impl_, std::move(rec), std::move(*exp), now);
+      runner->SetPlacementHint(std::move(cands), std::move(placed));
+      impl_.AddRunner(std::move(runner), now);
       impl_.Reap();
     });
     return SubmitResponse{id, ExperimentState::kSubmitted};

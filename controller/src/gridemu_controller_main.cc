@@ -15,6 +15,7 @@
 #include "gridemu/common/units.h"
 #include "gridemu/controller/controller.h"
 #include "gridemu/controller/http_api.h"
+#include "gridemu/controller/placement.h"
 
 namespace {
 
@@ -42,10 +43,29 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-interval", heartbeat_interval, "asked of agents")
       ->capture_default_str();
   app.add_option("--heartbeat-timeout", heartbeat_timeout,
-                 "an agent silent this long is lost; its experiments fail")
+                 "an agent silent this long is lost; its experiments fail (or go on without "
+                 "it with on_pnode_failure: continue)")
       ->capture_default_str();
   app.add_option("--recovery-timeout", recovery_timeout,
                  "after a restart, how long to wait for the agents of recovered experiments")
+      ->capture_default_str();
+  std::string placement = "metis";
+  app.add_option("--placement", placement,
+                 "how vnodes are spread over the pnodes: metis (METIS k-way: fewest cross-pnode "
+                 "links at balanced load), random, round-robin, or single (every vnode on one "
+                 "pnode)")
+      ->check(CLI::IsMember({"metis", "metis-kway", "random", "round-robin", "single"}))
+      ->capture_default_str();
+  app.add_option("--vni-first", opt.vni_first,
+                 "first VXLAN VNI given to experiments (cross-pnode links)")
+      ->check(CLI::Range(1u, (1u << 24) - 1))
+      ->capture_default_str();
+  app.add_option("--vni-last", opt.vni_last, "last VXLAN VNI given to experiments")
+      ->check(CLI::Range(1u, (1u << 24) - 1))
+      ->capture_default_str();
+  app.add_option("--underlay-mtu", opt.underlay_mtu,
+                 "MTU of the network between pnodes (cross-pnode links get 50 bytes less)")
+      ->check(CLI::Range(576u, 65535u))
       ->capture_default_str();
   app.add_option("--import-base-dir", opt.import_base_dir,
                  "where relative paths in submitted files (import: gml:) start")
@@ -71,6 +91,21 @@ int main(int argc, char** argv) {
       !parse_ms(heartbeat_timeout, "heartbeat-timeout", &opt.heartbeat_timeout) ||
       !parse_ms(recovery_timeout, "recovery-timeout", &opt.recovery_timeout)) {
     return 2;
+  }
+  if (opt.vni_first > opt.vni_last) {
+    std::cerr << "gridemu-controller: --vni-first " << opt.vni_first << " is above --vni-last "
+              << opt.vni_last << "\n";
+    return 2;
+  }
+  if (placement == "single") {
+    opt.placer = std::make_shared<SinglePnodePlacer>();
+  } else {
+    auto algorithm = ParsePlacementAlgorithm(placement);
+    if (!algorithm.ok()) {
+      std::cerr << "gridemu-controller: --placement: " << algorithm.status().message() << "\n";
+      return 2;
+    }
+    opt.placer = std::make_shared<PartitionPlacer>(*algorithm);
   }
   HttpApiOptions hopt;
   const size_t colon = http.rfind(':');

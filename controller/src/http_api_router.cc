@@ -70,6 +70,19 @@ std::string Rfc3339(int64_t unix_ns) {
 
 json NullIfEmpty(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
 
+// ExperimentRecord::lost_vnodes as a JSON array of lines.
+json LostLines(const std::string& text) {
+  json out = json::array();
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 json ExperimentJson(const ExperimentRecord& r) {
   return json{
       {"id", r.id},
@@ -92,6 +105,7 @@ json ExperimentJson(const ExperimentRecord& r) {
       {"updated_unix_ns", r.updated_unix_ns},
       {"results_dir", NullIfEmpty(r.results_dir)},
       {"failure_reason", NullIfEmpty(r.failure_reason)},
+      {"lost_vnodes", LostLines(r.lost_vnodes)},
   };
 }
 
@@ -126,7 +140,9 @@ json PlacementJson(const std::optional<PlacementSummary>& p) {
       {"vnodes_per_pnode", per_pnode},
       {"cut_links", p->cut_links},
       {"cut_rate_bps", p->cut_rate_bps},
-      {"imbalance", p->imbalance},
+      {"imbalance", p->imbalance},  // max load / target load (placement.h); 1.0 = perfect
+      {"vni_base", p->vni_base},
+      {"vni_count", p->vni_count},
       {"time", Rfc3339(p->unix_ns)},
   };
 }

@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
+#include <mutex>
 #include <utility>
 
 #include "gridemu/common/units.h"
+#include "gridemu/controller/placement.h"
 #include "gridemu/controller/shard_builder.h"
 #include "gridemu/experiments/parse.h"
 #include "gridemu/topology/addressing.h"
+#include "deploy_encode.h"
 
 namespace gridemu::controller::orch {
 
@@ -50,6 +54,15 @@ std::string ObjectErrors(const google::protobuf::RepeatedPtrField<v1::ObjectErro
     ++n;
   }
   return out;
+}
+
+// Pnode p acknowledged its shard (Runner::DeployWindow); true when shards
+// wait to be sent.
+bool DeployWindowAck(Runner::DeployWindow* w, size_t p) {
+  if (w == nullptr || p >= w->acked.size() || p >= w->next || w->acked[p]) return false;
+  w->acked[p] = 1;
+  --w->in_flight;
+  return w->next < w->shards.size();
 }
 
 }  // namespace
@@ -112,6 +125,8 @@ Result<std::unique_ptr<Runner>> Runner::Recover(RunnerEnv& env, RecoveredExperim
   r->results_dir_ = rx.record.results_dir;
   if (!r->results_dir_.empty()) r->out_root_ = r->results_dir_ + "/.work/out";
   r->generation_ = rx.record.generation;
+  r->vni_base_ = rx.record.vni_base;
+  r->vni_count_ = rx.record.vni_count;
   r->recovery_deadline_ = now + env.options().recovery_timeout;
   r->place_deadline_ = r->recovery_deadline_;
 
@@ -377,6 +392,7 @@ std::optional<Clock::time_point> Runner::NextDeadline() const {
 }
 
 void Runner::Tick(Clock::time_point now) {
+  if (phase_ != Phase::kDeploying) deploy_window_.reset();  // a deploy that ended early
   switch (phase_) {
     case Phase::kPlacing:
       TryPlace(now);
@@ -422,18 +438,99 @@ void Runner::Tick(Clock::time_point now) {
 
 // ---------------------------------------------------------------- placement, deploy
 
-void Runner::TryPlace(Clock::time_point now) {
+std::vector<PnodeCandidate> LiveCandidates(RunnerEnv& env, const std::string& except_id) {
   std::vector<PnodeCandidate> candidates;
-  for (const AgentInfo* a : env_.registry().Alive()) {
+  for (const AgentInfo* a : env.registry().Alive()) {
     PnodeCandidate c;
     c.host_id = a->host_id;
     c.cores = a->hello.capacity().cores();
     c.memory_bytes = a->hello.capacity().memory_bytes();
     c.max_vnodes = a->hello.capacity().max_vnodes();
-    c.vnodes_in_use = env_.VnodesInUse(a->host_id, rec_.id);
+    c.vnodes_in_use = env.VnodesInUse(a->host_id, except_id);
     for (const auto& r : a->hello.capabilities().runtimes()) c.runtimes.push_back(r);
     candidates.push_back(std::move(c));
   }
+  return candidates;
+}
+
+std::string NameList(const std::vector<std::string>& names, size_t max_names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < max_names; ++i) {
+    out += (i == 0 ? "" : ", ") + names[i];
+  }
+  if (names.size() > max_names) {
+    out += " ... (and " + std::to_string(names.size() - max_names) + " more)";
+  }
+  return out;
+}
+
+namespace {
+
+bool SameCandidates(const std::vector<PnodeCandidate>& x, const std::vector<PnodeCandidate>& y) {
+  if (x.size() != y.size()) return false;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i].host_id != y[i].host_id || x[i].cores != y[i].cores ||
+        x[i].memory_bytes != y[i].memory_bytes || x[i].max_vnodes != y[i].max_vnodes ||
+        x[i].vnodes_in_use != y[i].vnodes_in_use || x[i].runtimes != y[i].runtimes) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void Runner::SetPlacementHint(std::vector<PnodeCandidate> candidates, Placement placement) {
+  hint_.emplace(std::move(candidates), std::move(placement));
+}
+
+std::vector<std::string> Runner::PnodeAddresses() const {
+  std::vector<std::string> out;
+  for (const auto& p : placement_.pnodes) {
+    const AgentInfo* a = env_.registry().Find(p);
+    out.push_back(a != nullptr ? a->hello.address() : "");
+  }
+  return out;
+}
+
+Status Runner::PrepareTunnels() {
+  const uint64_t cross = CountCrossPnodeLinks(exp_.topology, placement_.pnode_of_vnode);
+  if (cross == 0) return Status::Ok();
+  const std::vector<std::string> addresses = PnodeAddresses();
+  std::vector<std::string> missing;
+  std::vector<bool> needs(placement_.pnodes.size(), false);
+  for (topology::LinkId l = 0; l < exp_.topology.num_links(); ++l) {
+    const topology::Link& link = exp_.topology.link(l);
+    const uint32_t pa = placement_.pnode_of_vnode[link.a], pb = placement_.pnode_of_vnode[link.b];
+    if (pa != pb) needs[pa] = needs[pb] = true;
+  }
+  for (size_t p = 0; p < needs.size(); ++p) {
+    if (needs[p] && addresses[p].empty()) missing.push_back(placement_.pnodes[p]);
+  }
+  if (!missing.empty()) {
+    return FailedPreconditionError(
+        std::to_string(cross) + " link(s) span pnodes, which needs VXLAN tunnels, but pnode(s) " +
+        NameList(missing) +
+        " announced no underlay address (AgentHello.address): start their agents with an "
+        "address, or pin the vnodes to one pnode");
+  }
+  if (cross > std::numeric_limits<uint32_t>::max()) {
+    return ResourceExhaustedError(std::to_string(cross) + " cross-pnode links: too many VNIs");
+  }
+  auto base = env_.store().AllocateVnis(rec_.id, static_cast<uint32_t>(cross),
+                                        env_.options().vni_first, env_.options().vni_last);
+  if (!base.ok()) {
+    return Status(base.status().code(), std::to_string(cross) +
+                                            " link(s) span pnodes and need one VXLAN VNI each: " +
+                                            base.status().message());
+  }
+  vni_base_ = *base;
+  vni_count_ = static_cast<uint32_t>(cross);
+  return Status::Ok();
+}
+
+void Runner::TryPlace(Clock::time_point now) {
+  std::vector<PnodeCandidate> candidates = LiveCandidates(env_, rec_.id);
   if (candidates.empty()) {
     if (now >= place_deadline_) {
       Fail("no agent is registered with the controller (waited " +
@@ -443,13 +540,40 @@ void Runner::TryPlace(Clock::time_point now) {
     }
     return;
   }
-  auto placed = env_.placer().Place(exp_, candidates);
+  Result<Placement> placed = Placement{};
+  if (hint_ && SameCandidates(hint_->first, candidates)) {
+    placed = std::move(hint_->second);  // placed at Submit on the same agents
+  } else {
+    placed = env_.placer().Place(exp_, candidates);
+  }
+  hint_.reset();
   if (!placed.ok()) {
     Fail("placement failed: " + placed.status().message(), now);
     return;
   }
   placement_ = std::move(placed).value();
   placed_ = true;
+  {
+    // The report, computed the same way whatever the placer (placement.h:
+    // imbalance = max load / target load, 1.0 = perfect).
+    std::vector<PnodeCandidate> used;
+    for (const auto& p : placement_.pnodes) {
+      for (const auto& c : candidates) {
+        if (c.host_id == p) used.push_back(c);
+      }
+    }
+    if (used.size() == placement_.pnodes.size()) {
+      const PlacementReport r =
+          EvaluatePlacement(exp_.topology, used, placement_.pnode_of_vnode);
+      placement_.cut_links = r.cut_links;
+      placement_.cut_rate_bps = r.cut_rate_bps;
+      placement_.imbalance = r.imbalance;
+    }
+  }
+  if (Status t = PrepareTunnels(); !t.ok()) {
+    Fail("cannot connect the pnodes: " + t.message(), now);
+    return;
+  }
 
   if (Status rd = EnsureResultsDir(); !rd.ok()) {
     Fail(rd.message(), now);
@@ -485,6 +609,16 @@ void Runner::TryPlace(Clock::time_point now) {
   for (const auto& h : hosts_) {
     where += (where.empty() ? "" : ", ") + h.host + " (" + std::to_string(h.vnodes) + " vnodes)";
   }
+  if (hosts_.size() > 1) {
+    char imb[32];
+    std::snprintf(imb, sizeof(imb), "%.3f", placement_.imbalance);
+    where += "; " + std::to_string(placement_.cut_links) + " cross-pnode link(s), " +
+             FormatRate(placement_.cut_rate_bps) + ", imbalance " + imb;
+    if (vni_count_ > 0) {
+      where += ", VNIs " + std::to_string(vni_base_) + "-" +
+               std::to_string(vni_base_ + vni_count_ - 1);
+    }
+  }
   if (state_ == ExperimentState::kSubmitted) {
     Transition(ExperimentState::kPlaced, "placed on " + where + " by " + placement_.algorithm);
   }
@@ -492,6 +626,29 @@ void Runner::TryPlace(Clock::time_point now) {
 }
 
 void Runner::Deploy(Clock::time_point now) {
+  if (phase_ == Phase::kDeploying) {
+    // The window has room (OnShardStatus()): send the next shards.
+    DeployWindow* w = deploy_window_.get();
+    if (w == nullptr) return;
+    while (w->next < w->shards.size() && w->in_flight < kDeployWindow) {
+      const size_t p = w->next++;
+      v1::Envelope env;
+      *env.mutable_deploy_shard() = std::move(w->shards[p]);
+      w->shards[p] = v1::DeployShard();
+      AttachHostsField(&env, w->hosts_field);
+      ++w->in_flight;
+      auto sent = SendTo(hosts_[p].host, std::move(env), RequestKind::kDeploy, p);
+      hosts_[p].deploy_sent = true;
+      if (!sent.ok()) {
+        deploy_window_.reset();
+        Fail("cannot send the shard to " + hosts_[p].host + ": " + sent.status().message(), now);
+        return;
+      }
+    }
+    if (w->next >= w->shards.size()) deploy_window_.reset();
+    return;
+  }
+  deploy_window_.reset();
   auto plan = topology::PlanAddressing(exp_.topology);
   if (!plan.ok()) {
     Fail("addressing failed: " + plan.status().message(), now);
@@ -502,6 +659,11 @@ void Runner::Deploy(Clock::time_point now) {
   so.shared_dir = exp_.shared_dir;
   so.shaping_backend = env_.options().shaping_backend;
   so.num_pnodes = static_cast<uint32_t>(placement_.pnodes.size());
+  so.pnode_addresses = PnodeAddresses();
+  so.vni_base = vni_base_;
+  so.vni_count = vni_count_;
+  so.underlay_mtu = env_.options().underlay_mtu;
+  so.include_hosts = false;  // encoded once below, spliced into each shard's message
   auto shards = BuildShards(exp_, rec_.id, generation_, placement_.pnode_of_vnode, *plan, so);
   if (!shards.ok()) {
     Fail("cannot build the shards: " + shards.status().message(), now);
@@ -524,18 +686,17 @@ void Runner::Deploy(Clock::time_point now) {
   phase_ = Phase::kDeploying;
   deploy_started_ = now;
   deploy_deadline_ = now + env_.options().deploy_timeout;
-  for (size_t p = 0; p < hosts_.size(); ++p) {
-    v1::DeployShard& shard = (*shards)[p];
+  auto w = std::make_unique<DeployWindow>();
+  w->hosts_field = EncodeHostsField(topology::HostsEntries(exp_.topology, *plan));
+  for (size_t p = 0; p < hosts_.size() && p < shards->size(); ++p) {
+    const v1::DeployShard& shard = (*shards)[p];
     hosts_[p].total = static_cast<uint32_t>(shard.vnodes_size() + shard.links_size());
-    v1::Envelope env;
-    *env.mutable_deploy_shard() = std::move(shard);
-    auto sent = SendTo(hosts_[p].host, std::move(env), RequestKind::kDeploy, p);
-    hosts_[p].deploy_sent = true;
-    if (!sent.ok()) {
-      Fail("cannot send the shard to " + hosts_[p].host + ": " + sent.status().message(), now);
-      return;
-    }
   }
+  w->shards = std::move(shards).value();
+  w->shards.resize(std::min(w->shards.size(), hosts_.size()));
+  w->acked.assign(w->shards.size(), 0);
+  deploy_window_ = std::move(w);
+  Deploy(now);  // sends the first kDeployWindow shards
 }
 
 void Runner::OnShardStatus(const std::string& host, const v1::ShardStatus& s,
@@ -546,6 +707,11 @@ void Runner::OnShardStatus(const std::string& host, const v1::ShardStatus& s,
   h->done = std::max(h->done, s.done());
   if (phase_ != Phase::kDeploying) return;  // e.g. a late status during teardown
   deploy_deadline_ = now + env_.options().deploy_timeout;
+  if (s.phase() != v1::ShardStatus::PHASE_FAILED &&
+      DeployWindowAck(deploy_window_.get(), static_cast<size_t>(h - hosts_.data()))) {
+    Deploy(now);  // a window slot is free: send the next shard(s)
+    if (phase_ != Phase::kDeploying) return;
+  }
   switch (s.phase()) {
     case v1::ShardStatus::PHASE_FAILED:
       Fail("deploy failed on " + host + ": " +
@@ -684,12 +850,14 @@ void Runner::DispatchEvent(size_t i, Clock::time_point now) {
     return;
   }
   rt.dispatched = true;
-  // Which pnodes: the link's (its two ends are on one pnode), or the vnodes'.
+  // Which pnodes: each vnode's for node actions; for a link, the pnodes of
+  // its two ends (a cross-pnode link has a half on each: both apply it).
   std::map<std::string, std::vector<topology::VnodeId>> by_host;
   if (a.kind == experiments::EventKind::kNodeAction || a.kind == experiments::EventKind::kChurn) {
     for (topology::VnodeId v : a.vnodes) by_host[HostOfVnode(v)].push_back(v);
   } else {
     by_host[HostOfVnode(exp_.topology.link(a.link).a)];
+    by_host[HostOfVnode(exp_.topology.link(a.link).b)];
   }
   for (auto& [host, vnodes] : by_host) {
     v1::Envelope env;
@@ -1163,16 +1331,52 @@ void Runner::OnAgentHello(const std::string& host, const v1::AgentHello& hello,
   }
 }
 
+std::string Runner::LostVnodesLine(const std::string& host, const std::string& why) const {
+  std::vector<std::string> names;
+  for (size_t v = 0; v < placement_.pnode_of_vnode.size(); ++v) {
+    if (placement_.pnodes[placement_.pnode_of_vnode[v]] == host) {
+      names.push_back(exp_.topology.vnode(static_cast<topology::VnodeId>(v)).name);
+    }
+  }
+  return "pnode " + host + " lost (" + why + "): " + std::to_string(names.size()) + " vnode" +
+         (names.size() == 1 ? "" : "s") + (names.empty() ? "" : ": " + NameList(names));
+}
+
+std::string Runner::HeldVnodes(const std::string& host) const {
+  const std::string line = LostVnodesLine(host, "");
+  const size_t colon = line.find("): ");
+  return "it held " + line.substr(colon == std::string::npos ? 0 : colon + 3);
+}
+
+std::string Runner::ReportLost(const std::string& host, const std::string& why) {
+  const std::string line = LostVnodesLine(host, why);
+  if (lost_hosts_.insert(host).second) {
+    notes_.push_back(line);
+    Status s = env_.store().AddLostVnodes(rec_.id, line);
+    if (!s.ok()) Log("store: " + s.ToString());
+  }
+  return line;
+}
+
 void Runner::OnAgentLost(const std::string& host, const std::string& reason,
                          Clock::time_point now) {
   HostRun* h = FindHost(host);
   if (h == nullptr) return;
+  // Its vnodes: for a lost pnode of a deployed run, name them (truncated).
+  const bool deployed = phase_ == Phase::kDeploying || phase_ == Phase::kRunning ||
+                        phase_ == Phase::kStopping;
+  std::string lost;
+  if (deployed && h->vnodes > 0) {
+    ReportLost(host, reason);
+    lost = "; " + HeldVnodes(host);
+  }
   switch (phase_) {
     case Phase::kDeploying:
-      Fail("agent " + host + " lost during the deploy: " + reason, now);
+      Fail("agent " + host + " lost during the deploy: " + reason + lost, now);
       break;
     case Phase::kRunning:
       if (exp_.on_pnode_failure == experiments::PnodeFailurePolicy::kContinue) {
+        Log("continuing without " + host + " (on_pnode_failure: continue)" + lost);
         notes_.push_back("agent " + host + " lost: " + reason + "; its tasks are marked lost");
         for (size_t i = 0; i < task_rt_.size(); ++i) {
           if (HostOfVnode(tl_.tasks[i].vnode) != host || IsEnded(task_rt_[i].state)) continue;
@@ -1186,7 +1390,7 @@ void Runner::OnAgentLost(const std::string& host, const std::string& reason,
         for (const auto& x : hosts_) any_alive = any_alive || env_.registry().IsAlive(x.host);
         if (!any_alive) Fail("every pnode of the experiment was lost (" + reason + ")", now);
       } else {
-        Fail("agent " + host + " lost: " + reason, now);
+        Fail("agent " + host + " lost: " + reason + lost, now);
       }
       break;
     case Phase::kStopping:

@@ -47,8 +47,31 @@ class RunnerEnv {
   virtual uint32_t VnodesInUse(const std::string& host, const std::string& except_id) = 0;
 };
 
+/// The live agents as placement candidates: capacity from their AgentHello,
+/// vnodes_in_use = vnodes placed on them by experiments other than
+/// `except_id`, runtimes announced. In registry order.
+std::vector<PnodeCandidate> LiveCandidates(RunnerEnv& env, const std::string& except_id);
+
+/// "h1, h2, h3 ... (and 7 more)": at most `max_names` names, then a count.
+std::string NameList(const std::vector<std::string>& names, size_t max_names = 10);
+
 class Runner {
  public:
+  /// The deploy window (Deploy()): at most kDeployWindow DeployShards sent and
+  /// not yet acknowledged (no ShardStatus from that pnode yet), so that
+  /// ZeroMQ's queues never hold every shard (1,000 x ~2 MB of hosts entries at
+  /// 100,000 vnodes). The shards are built without hosts; the hosts entries
+  /// are encoded once (deploy_encode.h) and spliced into each shard's message
+  /// when it is sent.
+  static constexpr size_t kDeployWindow = 32;
+  struct DeployWindow {
+    std::vector<v1::DeployShard> shards;  ///< by pnode, without hosts; moved out when sent
+    std::string hosts_field;              ///< EncodeHostsField() of the experiment
+    std::vector<uint8_t> acked;           ///< by pnode: a ShardStatus came
+    size_t next = 0;                      ///< next pnode to send to
+    size_t in_flight = 0;                 ///< sent, not acknowledged
+  };
+
   /// A freshly submitted experiment (state submitted).
   Runner(RunnerEnv& env, ExperimentRecord record, experiments::Experiment experiment,
          Clock::time_point now);
@@ -59,6 +82,10 @@ class Runner {
   const std::string& id() const { return rec_.id; }
   bool done() const { return phase_ == Phase::kDone; }
   ExperimentState state() const { return state_; }
+
+  /// A placement computed at Submit for `candidates`: TryPlace() uses it
+  /// instead of placing again when the live candidates are still the same.
+  void SetPlacementHint(std::vector<PnodeCandidate> candidates, Placement placement);
 
   /// Time-driven work: placement, timeline, timeouts, deadlines.
   void Tick(Clock::time_point now);
@@ -164,6 +191,17 @@ class Runner {
   void TaskEnded(size_t i);
   HostRun* FindHost(const std::string& host);
   std::string HostOfVnode(topology::VnodeId v) const;
+  /// Underlay address of each placed pnode (AgentHello.address; "" if none).
+  std::vector<std::string> PnodeAddresses() const;
+  /// Cross-pnode links: every pnode holding one needs an address, and the
+  /// experiment a VNI block (allocated here). Error message for the failure.
+  Status PrepareTunnels();
+  /// "pnode h lost (why): N vnodes: a, b, ..." for the vnodes placed on `host`.
+  std::string LostVnodesLine(const std::string& host, const std::string& why) const;
+  /// "it held 3 vnodes: a, b, c" for the vnodes placed on `host`.
+  std::string HeldVnodes(const std::string& host) const;
+  /// Records LostVnodesLine() once per host (notes, store) and returns it.
+  std::string ReportLost(const std::string& host, const std::string& why);
   Result<uint64_t> SendTo(const std::string& host, v1::Envelope env, RequestKind kind,
                           size_t index);
   int64_t ElapsedNs(Clock::time_point now) const;
@@ -184,8 +222,13 @@ class Runner {
 
   Placement placement_;
   bool placed_ = false;
+  std::optional<std::pair<std::vector<PnodeCandidate>, Placement>> hint_;
+  uint32_t vni_base_ = 0;   // the experiment's VNI block (0 = none)
+  uint32_t vni_count_ = 0;
+  std::set<std::string> lost_hosts_;  // lost while placed (reported once each)
   uint64_t generation_ = 0;
   std::vector<HostRun> hosts_;
+  std::unique_ptr<DeployWindow> deploy_window_;  // while shards wait to be sent
 
   Clock::time_point created_at_{};
   Clock::time_point place_deadline_{};

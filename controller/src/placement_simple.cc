@@ -29,8 +29,9 @@ Result<Placement> SinglePnodePlacer::Place(const experiments::Experiment& experi
     } else if (v.host != pinned) {
       return FailedPreconditionError("vnode " + pinned_by + " is pinned to pnode '" + pinned +
                                      "' and vnode " + v.name + " to pnode '" + v.host +
-                                     "': placement on several pnodes needs VXLAN links, which "
-                                     "are not implemented yet");
+                                     "': the single-pnode placer puts every vnode on one pnode "
+                                     "(a multi-pnode placer spreads them: gridemu-controller "
+                                     "--placement metis)");
     }
   }
   std::string why;

@@ -369,6 +369,14 @@ std::string FormatSummary(const ResultsInput& in, const std::string& dir) {
     out << "ran: " << FormatUnixTime(in.start_unix_ns) << " .. " << FormatUnixTime(in.end_unix_ns)
         << " (" << Seconds(in.end_unix_ns - in.start_unix_ns) << " s)\n";
   }
+  if (in.placement && in.placement->vnodes_per_pnode.size() > 1) {
+    char imb[32];
+    std::snprintf(imb, sizeof(imb), "%.3f", in.placement->imbalance);
+    out << "placement: " << in.placement->algorithm << " on "
+        << in.placement->vnodes_per_pnode.size() << " pnodes, " << in.placement->cut_links
+        << " cross-pnode links (" << FormatRate(in.placement->cut_rate_bps)
+        << "), imbalance " << imb << " (max load / target load)\n";
+  }
   out << "\n" << FormatTaskTable(SummarizeTasks(in.tasks));
   size_t applied = 0, failed = 0, missed = 0;
   for (const auto& r : in.events) {
@@ -462,7 +470,17 @@ Status WriteResults(const std::string& dir, const ResultsInput& in) {
                        {"vnodes_per_pnode", per},
                        {"cut_links", in.placement->cut_links},
                        {"cut_rate_bps", in.placement->cut_rate_bps},
-                       {"imbalance", in.placement->imbalance}};
+                       {"imbalance", in.placement->imbalance},
+                       {"vni_base", in.placement->vni_base},
+                       {"vni_count", in.placement->vni_count}};
+    }
+    // One line per lost pnode (Store::AddLostVnodes()).
+    json lost = json::array();
+    {
+      std::istringstream lines(in.experiment.lost_vnodes);
+      for (std::string l; std::getline(lines, l);) {
+        if (!l.empty()) lost.push_back(l);
+      }
     }
     json transitions = json::array();
     for (const auto& t : in.transitions) {
@@ -504,6 +522,7 @@ Status WriteResults(const std::string& dir, const ResultsInput& in) {
         {"end_unix_ns", in.end_unix_ns},
         {"pnodes", pnodes},
         {"placement", placement},
+        {"lost_vnodes", lost},
         {"tasks", {{"total", in.tasks.size()}, {"by_state", task_states}}},
         {"events", {{"actions", in.events.size()}, {"applied", applied}, {"failed", failed}}},
         {"metrics", {{"samples", in.metrics.size()}}},

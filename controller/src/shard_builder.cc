@@ -13,6 +13,19 @@ std::string Cidr(const topology::Ipv4Address& a, uint8_t len) {
 
 }  // namespace
 
+uint64_t CountCrossPnodeLinks(const topology::Topology& topology,
+                              const std::vector<uint32_t>& placement) {
+  uint64_t n = 0;
+  for (topology::LinkId l = 0; l < topology.num_links(); ++l) {
+    const topology::Link& link = topology.link(l);
+    if (link.a >= placement.size() || link.b >= placement.size() ||
+        placement[link.a] != placement[link.b]) {
+      ++n;
+    }
+  }
+  return n;
+}
+
 Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& experiment,
                                                  const std::string& experiment_id,
                                                  uint64_t generation,
@@ -52,17 +65,50 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
       (topo.link(ip.link).a == v ? end_a : end_b)[ip.link] = &ip;
     }
   }
+  // Cross-pnode links: VNI k = vni_base + k, both ends' pnodes must have an
+  // underlay address.
+  auto address_of = [&](uint32_t p) -> const std::string& {
+    static const std::string kNone;
+    return p < options.pnode_addresses.size() ? options.pnode_addresses[p] : kNone;
+  };
   for (topology::LinkId l = 0; l < nl; ++l) {
     const topology::Link& link = topo.link(l);
     if (placement[link.a] != placement[link.b]) {
-      return UnimplementedError("link " + topo.LinkName(l) + " spans pnodes " +
-                                std::to_string(placement[link.a]) + " and " +
-                                std::to_string(placement[link.b]) +
-                                " (cross-pnode links need VXLAN tunnels, not implemented yet)");
+      for (uint32_t p : {placement[link.a], placement[link.b]}) {
+        if (address_of(p).empty()) {
+          return FailedPreconditionError(
+              "link " + topo.LinkName(l) + " spans pnodes " + std::to_string(placement[link.a]) +
+              " and " + std::to_string(placement[link.b]) + " but pnode " + std::to_string(p) +
+              " announced no underlay address (AgentHello.address): a VXLAN tunnel needs "
+              "one on both sides (start its agent with an address)");
+        }
+      }
     }
     if (end_a[l] == nullptr || end_b[l] == nullptr) {
       return InvalidArgumentError("addressing plan: link " + topo.LinkName(l) +
                                   " has no interface at one of its ends");
+    }
+  }
+  const uint64_t cross = CountCrossPnodeLinks(topo, placement);
+  if (cross > 0) {
+    if (options.vni_base == 0 || options.vni_base > kMaxVni) {
+      return InvalidArgumentError("vni_base " + std::to_string(options.vni_base) +
+                                  ": must be in 1.." + std::to_string(kMaxVni) + " (" +
+                                  std::to_string(cross) + " cross-pnode links need VNIs)");
+    }
+    const uint64_t space = uint64_t{kMaxVni} - options.vni_base + 1;
+    const uint64_t limit =
+        options.vni_count == 0 ? space : std::min<uint64_t>(space, options.vni_count);
+    if (cross > limit) {
+      return ResourceExhaustedError(
+          std::to_string(cross) + " links span pnodes and need one VNI each, but the " +
+          "experiment's VNI block holds " + std::to_string(limit) + " (from " +
+          std::to_string(options.vni_base) + ")");
+    }
+    if (options.underlay_mtu <= kVxlanOverheadBytes + 68) {
+      return InvalidArgumentError("underlay_mtu " + std::to_string(options.underlay_mtu) +
+                                  ": too small for VXLAN (overhead " +
+                                  std::to_string(kVxlanOverheadBytes) + " bytes)");
     }
   }
 
@@ -75,10 +121,12 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
                                   : 0;
   // Hosts entries are the same for every shard: build them once.
   v1::DeployShard common;
-  for (const topology::HostsEntry& e : topology::HostsEntries(topo, plan)) {
-    v1::HostEntry* h = common.add_hosts();
-    h->set_name(e.name);
-    for (const topology::Ipv4Address& a : e.addresses) h->add_addresses(a.ToString());
+  if (options.include_hosts) {
+    for (const topology::HostsEntry& e : topology::HostsEntries(topo, plan)) {
+      v1::HostEntry* h = common.add_hosts();
+      h->set_name(e.name);
+      for (const topology::Ipv4Address& a : e.addresses) h->add_addresses(a.ToString());
+    }
   }
   for (v1::DeployShard& s : shards) {
     s = common;
@@ -128,9 +176,14 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
     end->set_ifname(ip.name);
     if (ip.address) end->set_address(Cidr(*ip.address, ip.prefix_len));
   };
+  const uint32_t tunnel_mtu =
+      std::min(options.mtu == 0 ? 1500u : options.mtu, options.underlay_mtu - kVxlanOverheadBytes);
+  uint32_t next_vni = options.vni_base;
   for (topology::LinkId l = 0; l < nl; ++l) {
     const topology::Link& link = topo.link(l);
-    v1::DeployShard& s = shards[placement[link.a]];
+    const uint32_t pa = placement[link.a];
+    const uint32_t pb = placement[link.b];
+    v1::DeployShard& s = shards[pa];
     v1::LinkSpec* ls = s.add_links();
     ls->set_name(topo.LinkName(l));
     fill_end(ls->mutable_a(), link.a, *end_a[l]);
@@ -138,6 +191,20 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
     if (!link.forward.empty()) *ls->mutable_forward() = LinkProfileToProto(link.forward);
     if (!link.reverse.empty()) *ls->mutable_reverse() = LinkProfileToProto(link.reverse);
     ls->set_mtu(options.mtu);
+    if (pa == pb) continue;
+    // Cross-pnode: the same spec in both shards, each with its tunnel end.
+    const uint32_t vni = next_vni++;
+    ls->set_mtu(tunnel_mtu);
+    v1::LinkSpec* other = shards[pb].add_links();
+    *other = *ls;
+    v1::Tunnel* ta = ls->mutable_tunnel();
+    ta->set_vni(vni);
+    ta->set_remote_address(address_of(pb));
+    ta->set_local_end("a");
+    v1::Tunnel* tb = other->mutable_tunnel();
+    tb->set_vni(vni);
+    tb->set_remote_address(address_of(pa));
+    tb->set_local_end("b");
   }
   return shards;
 }

@@ -177,7 +177,7 @@ Result<int64_t> ExpSeq(SqliteDb& db, const std::string& id) {
 constexpr std::string_view kExperimentColumns =
     "id, slice, name, state, yaml_sha256, source_path, seed, duration_ns, generation, "
     "num_vnodes, num_links, num_tasks, num_events, created_unix_ns, updated_unix_ns, "
-    "results_dir, failure_reason";
+    "results_dir, failure_reason, vni_base, vni_count, lost_vnodes";
 
 Result<ExperimentRecord> ReadExperimentRow(const Stmt& st) {
   ExperimentRecord r;
@@ -200,6 +200,9 @@ Result<ExperimentRecord> ReadExperimentRow(const Stmt& st) {
   r.updated_unix_ns = st.Int(14);
   r.results_dir = st.Text(15);
   r.failure_reason = st.Text(16);
+  r.vni_base = static_cast<uint32_t>(st.OptInt(17).value_or(0));
+  r.vni_count = static_cast<uint32_t>(st.OptInt(18).value_or(0));
+  r.lost_vnodes = st.Text(19);
   return r;
 }
 
@@ -211,7 +214,7 @@ Result<ExperimentRecord> ReadExperiment(SqliteDb& db, const std::string& id) {
   GRIDEMU_ASSIGN_OR_RETURN(bool row, st.Step());
   if (!row) return UnknownExperiment(id);
   GRIDEMU_ASSIGN_OR_RETURN(ExperimentRecord r, ReadExperimentRow(st));
-  r.yaml = st.Text(17);
+  r.yaml = st.Text(20);
   return r;
 }
 
@@ -328,6 +331,15 @@ Result<std::optional<PlacementSummary>> ReadPlacement(SqliteDb& db, int64_t seq)
     GRIDEMU_ASSIGN_OR_RETURN(bool r, counts.Step());
     if (!r) break;
     p.vnodes_per_pnode[counts.Text(0)] = static_cast<uint64_t>(counts.Int(1));
+  }
+  counts.Reset();
+  GRIDEMU_ASSIGN_OR_RETURN(Stmt vni,
+                           db.Prepare("SELECT vni_base, vni_count FROM experiments WHERE seq = ?"));
+  vni.Bind(seq);
+  GRIDEMU_ASSIGN_OR_RETURN(bool vrow, vni.Step());
+  if (vrow) {
+    p.vni_base = static_cast<uint32_t>(vni.OptInt(0).value_or(0));
+    p.vni_count = static_cast<uint32_t>(vni.OptInt(1).value_or(0));
   }
   return std::optional<PlacementSummary>(std::move(p));
 }
@@ -1151,6 +1163,78 @@ Result<std::vector<MetricSample>> Store::ListMetrics(const std::string& id, int6
     out.push_back({st.Int(0), st.Text(1), st.Text(2), st.Double(3)});
   }
   return out;
+}
+
+Result<uint32_t> Store::AllocateVnis(const std::string& id, uint32_t count, uint32_t first,
+                                     uint32_t last) {
+  if (count == 0 || first == 0 || first > last) {
+    return InvalidArgumentError("VNI allocation: count " + std::to_string(count) + " in [" +
+                                std::to_string(first) + ", " + std::to_string(last) +
+                                "]: need count > 0 and 0 < first <= last");
+  }
+  std::lock_guard lock(mu_);
+  SqliteDb& db = *db_;
+  Txn txn(db);
+  GRIDEMU_RETURN_IF_ERROR(txn.BeginWrite());
+  int64_t seq = 0;
+  {
+    GRIDEMU_ASSIGN_OR_RETURN(
+        Stmt st, db.Prepare("SELECT seq, vni_base, vni_count FROM experiments WHERE id = ?"));
+    st.Bind(id);
+    GRIDEMU_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) return UnknownExperiment(id);
+    seq = st.Int(0);
+    const int64_t base = st.OptInt(1).value_or(0);
+    const int64_t n = st.OptInt(2).value_or(0);
+    if (base > 0 && n >= count) return static_cast<uint32_t>(base);
+  }
+  // Blocks of the other non-final experiments, by start.
+  std::vector<std::pair<int64_t, int64_t>> taken;  // [begin, end)
+  {
+    static const std::string sql =
+        "SELECT vni_base, vni_count FROM experiments WHERE seq != ? AND vni_base IS NOT NULL "
+        "AND vni_count > 0 AND state NOT IN " +
+        std::string(kFinalStatesSql) + " ORDER BY vni_base";
+    GRIDEMU_ASSIGN_OR_RETURN(Stmt st, db.Prepare(sql));
+    st.Bind(seq);
+    while (true) {
+      GRIDEMU_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      taken.emplace_back(st.Int(0), st.Int(0) + st.Int(1));
+    }
+  }
+  int64_t candidate = first;
+  for (const auto& [b, e] : taken) {
+    if (candidate + count <= b) break;  // fits before this block
+    candidate = std::max(candidate, e);
+  }
+  if (candidate + count - 1 > static_cast<int64_t>(last)) {
+    return ResourceExhaustedError(
+        "no block of " + std::to_string(count) + " VXLAN VNIs is free in [" +
+        std::to_string(first) + ", " + std::to_string(last) + "]: " +
+        std::to_string(taken.size()) +
+        " running experiment(s) hold the rest; wait for one to end");
+  }
+  {
+    GRIDEMU_ASSIGN_OR_RETURN(
+        Stmt st, db.Prepare("UPDATE experiments SET vni_base = ?, vni_count = ? WHERE seq = ?"));
+    st.Bind(candidate, count, seq);
+    GRIDEMU_RETURN_IF_ERROR(st.Run());
+  }
+  GRIDEMU_RETURN_IF_ERROR(txn.Commit());
+  return static_cast<uint32_t>(candidate);
+}
+
+Status Store::AddLostVnodes(const std::string& id, const std::string& line) {
+  std::lock_guard lock(mu_);
+  GRIDEMU_ASSIGN_OR_RETURN(
+      Stmt st, db_->Prepare("UPDATE experiments SET lost_vnodes = CASE WHEN lost_vnodes IS NULL "
+                            "OR lost_vnodes = '' THEN ? ELSE lost_vnodes || char(10) || ? END, "
+                            "updated_unix_ns = ? WHERE id = ?"));
+  st.Bind(line, line, Now(), id);
+  GRIDEMU_RETURN_IF_ERROR(st.Run());
+  if (db_->Changes() == 0) return UnknownExperiment(id);
+  return Status::Ok();
 }
 
 Status Store::SetResultsDir(const std::string& id, const std::string& dir) {

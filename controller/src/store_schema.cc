@@ -170,10 +170,20 @@ CREATE TABLE results (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 2: multi-pnode experiments. Each experiment's block of VXLAN VNIs
+// [vni_base, vni_base + vni_count) (NULL = none allocated; blocks of
+// non-final experiments never overlap, see Store::AllocateVnis()), and the
+// vnodes it lost with a pnode (one line per lost pnode; NULL = none).
+constexpr std::string_view kV2 = R"sql(
+ALTER TABLE experiments ADD COLUMN vni_base INTEGER;
+ALTER TABLE experiments ADD COLUMN vni_count INTEGER;
+ALTER TABLE experiments ADD COLUMN lost_vnodes TEXT;
+)sql";
+
 }  // namespace
 
 const std::vector<std::string_view>& Migrations() {
-  static const std::vector<std::string_view> kMigrations = {kV1};
+  static const std::vector<std::string_view> kMigrations = {kV1, kV2};
   return kMigrations;
 }
 

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "gridemu/experiments/parse.h"
 #include "gridemu/topology/addressing.h"
 
@@ -226,10 +228,12 @@ topology:
   EXPECT_EQ(shards->size(), 3u);
   EXPECT_EQ((*shards)[2].vnodes_size(), 0);
 
+  // A cross-pnode link with no underlay address announced: a clear error.
   auto cross = BuildShards(e, "two", 1, {0, 1, 1, 1}, *plan);
   ASSERT_FALSE(cross.ok());
-  EXPECT_EQ(cross.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(cross.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(cross.status().message(), HasSubstr("a--b"));
+  EXPECT_THAT(cross.status().message(), HasSubstr("no underlay address"));
 
   auto bad = BuildShards(e, "two", 1, {0, 0}, *plan);
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
@@ -237,6 +241,172 @@ topology:
   EXPECT_EQ(out_of_range.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(BuildShards(e, "", 1, {0, 0, 0, 0}, *plan).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// A ring of 4 split 2/2 plus a pendant on pnode 2: a--b and c--d stay local,
+// b--c, d--a and d--e cross.
+constexpr char kRing[] = R"(
+name: ring
+duration: 1m
+topology:
+  nodes: {a: {}, b: {}, c: {}, d: {}, e: {}}
+  links:
+    - {endpoints: [a, b], rate: 10mbit}
+    - {endpoints: [b, c], rate: 20mbit, delay: 5ms, reverse: {delay: 7ms}}
+    - {endpoints: [c, d]}
+    - {endpoints: [d, a], rate: 30mbit}
+    - {endpoints: [d, e]}
+)";
+
+ShardOptions TunnelOptions() {
+  ShardOptions o;
+  o.pnode_addresses = {"192.0.2.1", "192.0.2.2", "192.0.2.3"};
+  o.vni_base = 5000;
+  o.vni_count = 16;
+  return o;
+}
+
+TEST(BuildShards, CrossPnodeLinksGoToBothShardsWithATunnel) {
+  experiments::Experiment e = Parse(kRing);
+  Result<topology::AddressPlan> plan = topology::PlanAddressing(e.topology);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const std::vector<uint32_t> placement = {0, 0, 1, 1, 2};  // a b | c d | e
+  EXPECT_EQ(CountCrossPnodeLinks(e.topology, placement), 3u);
+  auto shards = BuildShards(e, "ring-1", 3, placement, *plan, TunnelOptions());
+  ASSERT_TRUE(shards.ok()) << shards.status().ToString();
+  ASSERT_EQ(shards->size(), 3u);
+  const v1::DeployShard& s0 = (*shards)[0];
+  const v1::DeployShard& s1 = (*shards)[1];
+  const v1::DeployShard& s2 = (*shards)[2];
+  // p0: a--b (local), b--c, d--a; p1: b--c, c--d (local), d--a, d--e; p2: d--e.
+  EXPECT_EQ(s0.links_size(), 3);
+  EXPECT_EQ(s1.links_size(), 4);
+  EXPECT_EQ(s2.links_size(), 1);
+
+  const v1::LinkSpec* ab = FindLink(s0, "a--b");
+  ASSERT_NE(ab, nullptr);
+  EXPECT_FALSE(ab->has_tunnel());
+  EXPECT_EQ(ab->mtu(), 0u);  // local links keep the kernel default
+  EXPECT_EQ(FindLink(s1, "a--b"), nullptr);
+
+  // b--c: a = b on p0, b = c on p1.
+  const v1::LinkSpec* bc0 = FindLink(s0, "b--c");
+  const v1::LinkSpec* bc1 = FindLink(s1, "b--c");
+  ASSERT_NE(bc0, nullptr);
+  ASSERT_NE(bc1, nullptr);
+  ASSERT_TRUE(bc0->has_tunnel());
+  ASSERT_TRUE(bc1->has_tunnel());
+  EXPECT_EQ(bc0->tunnel().local_end(), "a");
+  EXPECT_EQ(bc1->tunnel().local_end(), "b");
+  EXPECT_EQ(bc0->tunnel().remote_address(), "192.0.2.2");
+  EXPECT_EQ(bc1->tunnel().remote_address(), "192.0.2.1");
+  EXPECT_EQ(bc0->tunnel().vni(), bc1->tunnel().vni());
+  EXPECT_EQ(bc0->tunnel().vni(), 5000u);  // the first cross-pnode link
+  // Both halves carry the whole spec: ends, addresses, both directions.
+  EXPECT_EQ(bc0->a().vnode(), "b");
+  EXPECT_EQ(bc1->b().vnode(), "c");
+  EXPECT_EQ(bc0->a().address(), bc1->a().address());
+  EXPECT_EQ(bc0->b().address(), bc1->b().address());
+  EXPECT_FALSE(bc0->b().address().empty());
+  EXPECT_EQ(bc1->forward().rate_bps(), 20'000'000u);
+  EXPECT_EQ(bc1->forward().delay_ns(), 5'000'000u);
+  EXPECT_EQ(bc0->reverse().delay_ns(), 7'000'000u);
+  // MTU: VXLAN overhead taken off the 1500-byte underlay, same on both sides.
+  EXPECT_EQ(bc0->mtu(), 1500u - kVxlanOverheadBytes);
+  EXPECT_EQ(bc1->mtu(), bc0->mtu());
+
+  // d--a: a = d on p1, b = a on p0.
+  const v1::LinkSpec* da0 = FindLink(s0, "d--a");
+  const v1::LinkSpec* da1 = FindLink(s1, "d--a");
+  ASSERT_NE(da0, nullptr);
+  ASSERT_NE(da1, nullptr);
+  EXPECT_EQ(da1->tunnel().local_end(), "a");
+  EXPECT_EQ(da0->tunnel().local_end(), "b");
+  EXPECT_EQ(da1->tunnel().remote_address(), "192.0.2.1");
+  EXPECT_EQ(da0->tunnel().remote_address(), "192.0.2.2");
+  // d--e: p1 <-> p2.
+  const v1::LinkSpec* de1 = FindLink(s1, "d--e");
+  const v1::LinkSpec* de2 = FindLink(s2, "d--e");
+  ASSERT_NE(de1, nullptr);
+  ASSERT_NE(de2, nullptr);
+  EXPECT_EQ(de2->tunnel().remote_address(), "192.0.2.2");
+  EXPECT_EQ(de1->tunnel().remote_address(), "192.0.2.3");
+  EXPECT_EQ(de2->tunnel().local_end(), "b");
+
+  // One VNI per cross-pnode link, all distinct, inside the block.
+  std::set<uint32_t> vnis = {bc0->tunnel().vni(), da0->tunnel().vni(), de1->tunnel().vni()};
+  EXPECT_EQ(vnis.size(), 3u);
+  EXPECT_EQ(*vnis.begin(), 5000u);
+  EXPECT_EQ(*vnis.rbegin(), 5002u);
+  EXPECT_EQ(da0->tunnel().vni(), da1->tunnel().vni());
+  EXPECT_EQ(de1->tunnel().vni(), de2->tunnel().vni());
+
+  // Stable: the same inputs give the same VNIs.
+  auto again = BuildShards(e, "ring-1", 3, placement, *plan, TunnelOptions());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(FindLink((*again)[0], "b--c")->tunnel().vni(), bc0->tunnel().vni());
+  EXPECT_EQ(FindLink((*again)[2], "d--e")->tunnel().vni(), de2->tunnel().vni());
+
+  // Every shard still resolves every vnode.
+  EXPECT_EQ(s2.hosts_size(), 5);
+}
+
+TEST(BuildShards, CrossPnodeMtuAndErrors) {
+  experiments::Experiment e = Parse(kRing);
+  Result<topology::AddressPlan> plan = topology::PlanAddressing(e.topology);
+  ASSERT_TRUE(plan.ok());
+  const std::vector<uint32_t> placement = {0, 0, 1, 1, 2};
+
+  // A jumbo underlay leaves the asked MTU alone; a small one caps it.
+  ShardOptions o = TunnelOptions();
+  o.mtu = 1400;
+  o.underlay_mtu = 9000;
+  auto jumbo = BuildShards(e, "x", 1, placement, *plan, o);
+  ASSERT_TRUE(jumbo.ok()) << jumbo.status().ToString();
+  EXPECT_EQ(FindLink((*jumbo)[0], "b--c")->mtu(), 1400u);
+  EXPECT_EQ(FindLink((*jumbo)[0], "a--b")->mtu(), 1400u);
+  o.underlay_mtu = 1400;
+  auto small = BuildShards(e, "x", 1, placement, *plan, o);
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(FindLink((*small)[1], "d--e")->mtu(), 1350u);
+  EXPECT_EQ(FindLink((*small)[2], "d--e")->mtu(), 1350u);
+  EXPECT_EQ(FindLink((*small)[0], "a--b")->mtu(), 1400u);
+
+  // A pnode with a cross-pnode link but no address.
+  o = TunnelOptions();
+  o.pnode_addresses[2] = "";
+  auto no_addr = BuildShards(e, "x", 1, placement, *plan, o);
+  ASSERT_FALSE(no_addr.ok());
+  EXPECT_EQ(no_addr.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(no_addr.status().message(), HasSubstr("d--e"));
+  EXPECT_THAT(no_addr.status().message(), HasSubstr("pnode 2"));
+  // ... but a pnode without cross-pnode links needs none.
+  o = TunnelOptions();
+  o.pnode_addresses = {"192.0.2.1", "192.0.2.2"};
+  EXPECT_TRUE(BuildShards(e, "x", 1, {0, 0, 1, 1, 1}, *plan, o).ok());
+
+  // More cross-pnode links than the block holds.
+  o = TunnelOptions();
+  o.vni_count = 2;
+  auto full = BuildShards(e, "x", 1, placement, *plan, o);
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.status().message(), HasSubstr("3 links span pnodes"));
+  // ... or than the 24-bit space above vni_base.
+  o = TunnelOptions();
+  o.vni_count = 0;
+  o.vni_base = kMaxVni - 1;
+  EXPECT_EQ(BuildShards(e, "x", 1, placement, *plan, o).status().code(),
+            StatusCode::kResourceExhausted);
+  o.vni_base = kMaxVni - 2;
+  auto top = BuildShards(e, "x", 1, placement, *plan, o);
+  ASSERT_TRUE(top.ok());
+  EXPECT_EQ(FindLink((*top)[2], "d--e")->tunnel().vni(), kMaxVni);
+  o.vni_base = 0;
+  EXPECT_EQ(BuildShards(e, "x", 1, placement, *plan, o).status().code(),
+            StatusCode::kInvalidArgument);
+  // No cross-pnode link: no VNI needed at all.
+  EXPECT_TRUE(BuildShards(e, "x", 1, {0, 0, 0, 0, 0}, *plan, o).ok());
 }
 
 }  // namespace

@@ -172,6 +172,37 @@ TEST(StoreMigrations, FutureVersionIsRefused) {
                                       "); use a newer gridemu or another database");
 }
 
+TEST(StoreMigrations, Version1IsUpgradedWithVniBlocksAndLostVnodes) {
+  TempDir dir;
+  const std::string path = dir.File("c.db");
+  std::string id;
+  {
+    auto store = MustOpen(path);
+    ASSERT_NE(store, nullptr);
+    auto rec = store->CreateExperiment(Parse(kSwarm), kSwarm);
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    id = rec->id;
+  }
+  // Back to a version-1 database (as written by an older controller).
+  ExecRaw(path,
+          "ALTER TABLE experiments DROP COLUMN vni_base; "
+          "ALTER TABLE experiments DROP COLUMN vni_count; "
+          "ALTER TABLE experiments DROP COLUMN lost_vnodes; "
+          "UPDATE schema_version SET version = 1");
+  auto store = MustOpen(path);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->SchemaVersion(), 2);
+  auto rec = store->GetExperiment(id);
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  EXPECT_EQ(rec->vni_base, 0u);
+  EXPECT_EQ(rec->lost_vnodes, "");
+  auto vni = store->AllocateVnis(id, 10, 4096, 5000);
+  ASSERT_TRUE(vni.ok()) << vni.status().ToString();
+  EXPECT_EQ(*vni, 4096u);
+  ASSERT_TRUE(store->AddLostVnodes(id, "pnode p lost (x): 1 vnode: v").ok());
+  EXPECT_EQ(store->GetExperiment(id)->lost_vnodes, "pnode p lost (x): 1 vnode: v");
+}
+
 TEST(StoreMigrations, NotADatabaseIsAnError) {
   TempDir dir;
   const std::string path = dir.File("junk.db");

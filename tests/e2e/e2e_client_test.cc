@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 #include <zmq.hpp>
 
 #include "e2e_util.h"
@@ -13,6 +14,7 @@
 #include "gridemu/cli/run.h"
 #include "gridemu/controller/controller.h"
 #include "gridemu/controller/http_api.h"
+#include "gridemu/controller/placement.h"
 
 namespace gridemu::e2e {
 namespace {
@@ -29,6 +31,8 @@ class ClientTest : public ::testing::Test {
     o.context = &context_;
     o.results_dir = tmp_.path() + "/results";
     o.heartbeat_interval = milliseconds(100);
+    o.heartbeat_timeout = milliseconds(1000);
+    o.placer = std::make_shared<controller::PartitionPlacer>();  // METIS, as gridemu-controller
     o.log = [](std::string_view) {};
     auto c = controller::Controller::Start(o);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
@@ -120,6 +124,70 @@ TEST_F(ClientTest, SubmitStatusLogsResults) {
   auto j = nlohmann::json::parse(out.str(), nullptr, false);
   ASSERT_FALSE(j.is_discarded());
   EXPECT_EQ(j["state"], "finished");
+}
+
+TEST_F(ClientTest, MultiPnodeStatusLostVnodesAndInfeasibleSubmit) {
+  cli::SimAgentOptions a;
+  a.controller = "inproc://client-test";
+  a.context = &context_;
+  a.host_id = "sim2";
+  auto agent2 = cli::SimAgent::Start(a);
+  ASSERT_TRUE(agent2.ok());
+  ASSERT_TRUE(controller_->WaitForAgents(2, seconds(10)));
+  std::ostringstream out, err;
+
+  // A pin to a pnode without an agent: refused by Submit (HTTP 409), nothing stored.
+  const std::string bad = File("bad.yaml", "name: bad\nduration: 1s\ntopology:\n"
+                                           "  nodes: {h1: {host: p9}}\n");
+  EXPECT_EQ(cli::Submit(args_, bad, out, err), 1);
+  EXPECT_NE(err.str().find("p9"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("(HTTP 409)"), std::string::npos) << err.str();
+  EXPECT_TRUE(controller_->store().ListExperiments()->empty());
+
+  // Two halves on two pnodes; sim2 goes silent and the run continues.
+  const std::string file = File("two.yaml", R"(name: two
+duration: 4s
+on_pnode_failure: continue
+topology:
+  nodes: {h1: {host: sim}, h2: {host: sim2}, h3: {host: sim2}}
+  links: [{endpoints: [h2, h3], rate: 5mbit}]
+)");
+  out.str("");
+  err.str("");
+  ASSERT_EQ(cli::Submit(args_, file, out, err), 0) << err.str();
+  const std::string id = "two-1";
+  ASSERT_EQ(out.str(), id + "\n");
+  ASSERT_TRUE(controller_->WaitForAgents(2, seconds(5)));
+  for (int i = 0; i < 500; ++i) {
+    auto r = controller_->store().GetExperiment(id);
+    if (r.ok() && r->state == controller::ExperimentState::kRunning) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  (*agent2)->SetSilent(true);
+  auto rec = controller_->WaitFinal(id, seconds(20));
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->state, controller::ExperimentState::kFinished) << rec->failure_reason;
+
+  out.str("");
+  ASSERT_EQ(cli::Status(args_, id, out, err), 0) << err.str();
+  const std::string st = out.str();
+  EXPECT_NE(st.find("placed:   pinned on sim (1) sim2 (2)"), std::string::npos) << st;
+  EXPECT_NE(st.find("0 cross-pnode links ("), std::string::npos) << st;
+  EXPECT_NE(st.find("imbalance "), std::string::npos) << st;
+  EXPECT_NE(st.find("lost:     pnode sim2 lost ("), std::string::npos) << st;
+  EXPECT_NE(st.find("2 vnodes: h2, h3"), std::string::npos) << st;
+
+  args_.json = true;
+  out.str("");
+  ASSERT_EQ(cli::Status(args_, id, out, err), 0);
+  auto j = nlohmann::json::parse(out.str(), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  ASSERT_TRUE(j["lost_vnodes"].is_array());
+  ASSERT_EQ(j["lost_vnodes"].size(), 1u);
+  EXPECT_EQ(j["placement"]["vnodes_per_pnode"]["sim2"], 2);
+  EXPECT_EQ(j["placement"]["cut_links"], 0);
+  EXPECT_GE(j["placement"]["imbalance"].get<double>(), 1.0);
+  (*agent2)->Stop();
 }
 
 TEST_F(ClientTest, InvalidSubmissionPrintsEveryDiagnosticWithPosition) {

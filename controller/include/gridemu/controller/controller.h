@@ -13,6 +13,18 @@
 // always, whatever the outcome. Every transition goes through
 // Store::Transition() with a reason.
 //
+// Several pnodes: placement (ControllerOptions::placer) spreads the vnodes
+// over the live agents; a link whose ends land on two pnodes becomes a VXLAN
+// tunnel (a VNI from the experiment's block, the pnodes' AgentHello
+// addresses) built half by each; a link event goes to both pnodes holding the
+// link, a node action to each vnode's pnode. An agent that stops heartbeating
+// for heartbeat_timeout is lost: the vnodes it held are named (the first 10
+// and a count) in the failure reason or in ExperimentRecord::lost_vnodes, the
+// results' summary and manifest, and the experiment fails or, with
+// `on_pnode_failure: continue`, goes on without them (its tasks are lost). An
+// agent that comes back says AgentHello and is told in Welcome.keep whether
+// to keep its shard (continue, same generation) or tear it down.
+//
 // Restart: a Controller started on a database with experiments that are not
 // final reloads them (Store::Recover()) and waits (up to recovery_timeout)
 // for their agents to say AgentHello again. A running experiment whose agent
@@ -85,8 +97,22 @@ struct ControllerOptions {
   /// Keep each run's working files (<results>/.work: the raw $GRIDEMU_OUT
   /// directories) instead of removing them once collected.
   bool keep_work_files = false;
-  /// Placement; null = SinglePnodePlacer.
+  /// Placement; null = SinglePnodePlacer. gridemu-controller passes a
+  /// PartitionPlacer (placement.h; METIS by default). The placer is run on
+  /// the live agents at Submit (an experiment they cannot take is refused,
+  /// nothing stored) and again when the runner places it; the placement
+  /// report (vnodes per pnode, cut links and rate, imbalance as max load /
+  /// target load, algorithm) is stored with it.
   std::shared_ptr<const Placer> placer;
+  /// VXLAN VNIs the controller gives out: each experiment with cross-pnode
+  /// links gets a block of consecutive VNIs in [vni_first, vni_last], one per
+  /// cross-pnode link, disjoint from the blocks of the other non-final
+  /// experiments and persisted (Store::AllocateVnis()).
+  uint32_t vni_first = 4096;
+  uint32_t vni_last = (1u << 24) - 1;
+  /// MTU of the network between pnodes (cross-pnode links get this minus
+  /// the VXLAN overhead, shard_builder.h).
+  uint32_t underlay_mtu = 1500;
   /// Reported in Welcome and manifest.json; "" = GridemuVersion().
   std::string version;
   /// Log lines ("experiment x: placed on host-a"); null = stderr. Called on

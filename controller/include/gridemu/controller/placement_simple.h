@@ -1,8 +1,9 @@
 // Placement (DESIGN.md §8): which pnode runs each vnode. Placer is the
-// interface the controller calls; SinglePnodePlacer, the only one for now,
-// puts every vnode on one pnode (cross-pnode links need VXLAN tunnels, which
-// the shard builder does not make yet). METIS k-way partitioning will be
-// another Placer. Pure: no I/O. Thread-safe (no shared state).
+// interface the controller calls; SinglePnodePlacer puts every vnode on one
+// pnode (`gridemu run`'s embedded controller, `gridemu-controller --placement
+// single`); PartitionPlacer (placement.h: METIS k-way, random, round-robin)
+// spreads them over many, cross-pnode links becoming VXLAN tunnels
+// (shard_builder.h). Pure: no I/O. Thread-safe (no shared state).
 #pragma once
 
 #include <cstdint>
@@ -30,9 +31,12 @@ struct Placement {
   std::vector<std::string> pnodes;
   /// pnode index of every vnode, indexed by VnodeId.
   std::vector<uint32_t> pnode_of_vnode;
-  std::string algorithm;  ///< e.g. "single-pnode"
-  uint64_t cut_links = 0;
-  uint64_t cut_rate_bps = 0;
+  std::string algorithm;  ///< e.g. "single-pnode", "pinned", "metis-kway"
+  uint64_t cut_links = 0;     ///< links whose ends are on different pnodes
+  uint64_t cut_rate_bps = 0;  ///< their forward + reverse rate_bps
+  /// Max over pnodes of load / target load (placement.h): 1.0 = perfect,
+  /// 1.03 = the busiest pnode carries 3 % over its share. The controller
+  /// recomputes the three figures with EvaluatePlacement() whatever the placer.
   double imbalance = 0;
 };
 

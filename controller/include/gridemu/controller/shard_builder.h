@@ -12,8 +12,25 @@
 //  - one bridge "br0" per switch vnode on p, enslaving all its interfaces;
 //  - the static routes of the vnodes on p;
 //  - the /etc/hosts entries of the whole experiment (every shard gets all).
-// Links between two pnodes need VXLAN tunnels, which are not implemented yet:
-// BuildShards fails with kUnimplemented naming the first such link.
+//  - every link with ONE end on p (a cross-pnode link): the same LinkSpec as
+//    on the other pnode (name, both ends, both profiles, mtu) plus `tunnel`:
+//    vni, remote_address = the other pnode's underlay address
+//    (ShardOptions::pnode_addresses, i.e. its AgentHello.address) and
+//    local_end "a" or "b" (which end lives on p). Each pnode builds its half:
+//    the local vnode's interface bridged onto a VXLAN device, shaping its own
+//    egress direction (forward on the a side, reverse on the b side).
+//
+// VNIs: cross-pnode link number k (k-th cross-pnode link in LinkId order,
+// k = 0, 1, ...) gets vni = ShardOptions::vni_base + k in both shards; the
+// same inputs always give the same VNIs. The caller reserves
+// [vni_base, vni_base + vni_count) for the experiment (the controller keeps
+// the blocks of the experiments running at the same time disjoint: the kernel
+// refuses two VXLAN devices with one VNI in one underlay namespace).
+// CountCrossPnodeLinks() says how many are needed.
+//
+// MTU of a cross-pnode link: VXLAN adds kVxlanOverheadBytes to every frame,
+// so its mtu is min(mtu or 1500, underlay_mtu - kVxlanOverheadBytes), in both
+// shards (both ends of a link must agree). Links within a pnode keep `mtu`.
 //
 // Proto units: ratios in ppm (1 % = 10,000 ppm), times in ns, rates in bit/s.
 #pragma once
@@ -45,7 +62,37 @@ struct ShardOptions {
   /// Number of pnodes; 0 = 1 + the largest index in the placement. Shards of
   /// pnodes without vnodes are still returned (empty).
   uint32_t num_pnodes = 0;
+  /// Put the experiment's /etc/hosts entries into every shard (DeployShard
+  /// .hosts). false = leave them out (the shards' hosts are empty): the
+  /// caller sends them itself, encoded once for all shards
+  /// (topology::HostsEntries(); controller/src/deploy_encode.h), which saves
+  /// pnodes x hosts entries of protobuf objects (100,000 x 1,000 at scale).
+  bool include_hosts = true;
+  /// Underlay address of each pnode (AgentHello.address, e.g. "10.1.0.7"),
+  /// indexed by pnode. Needed only for pnodes with a cross-pnode link; ""
+  /// (or missing entries) = not announced.
+  std::vector<std::string> pnode_addresses;
+  /// First VNI of the experiment's block (1 .. 2^24 - 1); cross-pnode link k
+  /// gets vni_base + k.
+  uint32_t vni_base = 0;
+  /// Size of the block; the experiment may use at most this many VNIs.
+  /// 0 = no limit other than the 24-bit VNI space.
+  uint32_t vni_count = 0;
+  /// MTU of the underlay network between pnodes, in bytes.
+  uint32_t underlay_mtu = 1500;
 };
+
+/// Bytes VXLAN over IPv4 adds to each frame (outer Ethernet 14 + IPv4 20 +
+/// UDP 8 + VXLAN 8).
+inline constexpr uint32_t kVxlanOverheadBytes = 50;
+/// The largest VNI (24 bits).
+inline constexpr uint32_t kMaxVni = (1u << 24) - 1;
+
+/// Number of links of `topology` whose ends `placement` puts on different
+/// pnodes (= VNIs BuildShards() needs). `placement[v]` is vnode v's pnode
+/// index; entries out of range count as pnode -1 (never equal). O(links).
+uint64_t CountCrossPnodeLinks(const topology::Topology& topology,
+                              const std::vector<uint32_t>& placement);
 
 /// Builds one DeployShard per pnode, indexed by pnode.
 ///
@@ -56,7 +103,11 @@ struct ShardOptions {
 ///
 /// Errors: kInvalidArgument when the placement or plan does not match the
 /// topology (sizes, a pnode index >= num_pnodes) or the experiment id is empty;
-/// kUnimplemented "link a--b spans pnodes 0 and 1 ..." for a cross-pnode link.
+/// kFailedPrecondition "link a--b spans pnodes 0 and 1 but pnode 1 announced no
+/// underlay address ..." for a cross-pnode link to or from a pnode without an
+/// address; kResourceExhausted when the cross-pnode links need more VNIs than
+/// vni_count (or than the VNI space above vni_base); kInvalidArgument for
+/// vni_base 0 with cross-pnode links, or an underlay_mtu too small for VXLAN.
 /// Cost: O(vnodes + links + routes + pnodes * hosts entries).
 Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& experiment,
                                                  const std::string& experiment_id,

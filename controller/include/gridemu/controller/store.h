@@ -138,6 +138,13 @@ struct ExperimentRecord {
   int64_t updated_unix_ns = 0;  ///< last state change or result update
   std::string results_dir;      ///< "" until set
   std::string failure_reason;   ///< the reason of the transition to failed, else ""
+  /// The experiment's VXLAN VNI block [vni_base, vni_base + vni_count), see
+  /// Store::AllocateVnis(); 0/0 when none was allocated.
+  uint32_t vni_base = 0;
+  uint32_t vni_count = 0;
+  /// Vnodes lost with their pnode, one line per lost pnode, e.g.
+  /// "pnode p2 lost (heartbeat timeout): 3 vnodes: h3, h4, r2"; "" = none.
+  std::string lost_vnodes;
 };
 
 /// One persisted lifecycle transition.
@@ -245,7 +252,9 @@ struct PlacementInput {
   std::string algorithm;                    ///< e.g. "metis-kway", "pinned"
   uint64_t cut_links = 0;                   ///< links whose endpoints are on different pnodes
   uint64_t cut_rate_bps = 0;                ///< their total rate (both directions)
-  double imbalance = 0;                     ///< max load / average load - 1
+  /// placement.h's definition: max over pnodes of load / target load (1.0 =
+  /// perfect balance, 1.03 = the busiest pnode carries 3 % over its share).
+  double imbalance = 0;
 };
 
 /// A stored placement.
@@ -254,9 +263,12 @@ struct PlacementSummary {
   std::string algorithm;
   uint64_t cut_links = 0;
   uint64_t cut_rate_bps = 0;
-  double imbalance = 0;
+  double imbalance = 0;  ///< max load / target load (placement.h); 1.0 = perfect
   int64_t unix_ns = 0;
   std::map<std::string, uint64_t> vnodes_per_pnode;
+  /// The experiment's VNI block (ExperimentRecord::vni_base/vni_count).
+  uint32_t vni_base = 0;
+  uint32_t vni_count = 0;
 };
 
 /// What a restarted controller needs for one experiment that was not final.
@@ -408,6 +420,24 @@ class Store {
   Status RecordPlacement(const std::string& id, const PlacementInput& placement);
   /// The latest placement, or nullopt if the experiment was never placed.
   Result<std::optional<PlacementSummary>> GetPlacement(const std::string& id);
+
+  /// Reserves `count` consecutive VXLAN VNIs in [first, last] for the
+  /// experiment and returns the first one. The block does not overlap the
+  /// block of any other non-final experiment (the lowest such gap is taken),
+  /// and is persisted (ExperimentRecord::vni_base/vni_count): an experiment
+  /// that already holds a block of at least `count` VNIs gets it back
+  /// unchanged (a restarted controller keeps it). Blocks of final experiments
+  /// are free again. One transaction.
+  /// Errors: kInvalidArgument for count 0 or first 0 or first > last;
+  /// kResourceExhausted "no block of N VNIs is free in [first, last] ..."
+  /// when the running experiments' blocks leave no gap; kNotFound for an
+  /// unknown experiment. Cost: O(non-final experiments).
+  Result<uint32_t> AllocateVnis(const std::string& id, uint32_t count, uint32_t first,
+                                uint32_t last);
+
+  /// Appends one line to the experiment's lost_vnodes (vnodes lost with a
+  /// pnode). kNotFound for an unknown experiment.
+  Status AddLostVnodes(const std::string& id, const std::string& line);
 
   /// Vnodes by id; links by id.
   Result<std::vector<VnodeRecord>> ListVnodes(const std::string& id);
