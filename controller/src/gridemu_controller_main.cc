@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   ControllerOptions opt;
   std::string http = "127.0.0.1:7080";
   std::string heartbeat_timeout = "5s", heartbeat_interval = "1s", recovery_timeout = "30s";
+  std::string stop_grace = "3s";
   app.add_option("--db", opt.db_path, "SQLite database")->capture_default_str();
   app.add_option("--agents", opt.agents_endpoint, "ZeroMQ endpoint agents connect to")
       ->capture_default_str();
@@ -45,6 +46,9 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-timeout", heartbeat_timeout,
                  "an agent silent this long is lost; its experiments fail (or go on without "
                  "it with on_pnode_failure: continue)")
+      ->capture_default_str();
+  app.add_option("--stop-grace", stop_grace,
+                 "at the end of a run, how long killed tasks have to report their end")
       ->capture_default_str();
   app.add_option("--recovery-timeout", recovery_timeout,
                  "after a restart, how long to wait for the agents of recovered experiments")
@@ -89,7 +93,8 @@ int main(int argc, char** argv) {
   };
   if (!parse_ms(heartbeat_interval, "heartbeat-interval", &opt.heartbeat_interval) ||
       !parse_ms(heartbeat_timeout, "heartbeat-timeout", &opt.heartbeat_timeout) ||
-      !parse_ms(recovery_timeout, "recovery-timeout", &opt.recovery_timeout)) {
+      !parse_ms(recovery_timeout, "recovery-timeout", &opt.recovery_timeout) ||
+      !parse_ms(stop_grace, "stop-grace", &opt.stop_grace)) {
     return 2;
   }
   if (opt.vni_first > opt.vni_last) {

@@ -1370,6 +1370,18 @@ void Runner::OnAgentLost(const std::string& host, const std::string& reason,
     ReportLost(host, reason);
     lost = "; " + HeldVnodes(host);
   }
+  // Started tasks of its vnodes that have not ended: lost (pending ones are
+  // marked lost when their turn comes).
+  auto mark_tasks_lost = [&] {
+    for (size_t i = 0; i < task_rt_.size(); ++i) {
+      if (HostOfVnode(tl_.tasks[i].vnode) != host || IsEnded(task_rt_[i].state)) continue;
+      if (task_rt_[i].state == TaskState::kPending) continue;
+      TaskUpdate u;
+      u.state = TaskState::kLost;
+      u.reason = "pnode " + host + " lost";
+      SetTaskState(i, std::move(u));
+    }
+  };
   switch (phase_) {
     case Phase::kDeploying:
       Fail("agent " + host + " lost during the deploy: " + reason + lost, now);
@@ -1378,18 +1390,14 @@ void Runner::OnAgentLost(const std::string& host, const std::string& reason,
       if (exp_.on_pnode_failure == experiments::PnodeFailurePolicy::kContinue) {
         Log("continuing without " + host + " (on_pnode_failure: continue)" + lost);
         notes_.push_back("agent " + host + " lost: " + reason + "; its tasks are marked lost");
-        for (size_t i = 0; i < task_rt_.size(); ++i) {
-          if (HostOfVnode(tl_.tasks[i].vnode) != host || IsEnded(task_rt_[i].state)) continue;
-          if (task_rt_[i].state == TaskState::kPending) continue;  // started later: lost then
-          TaskUpdate u;
-          u.state = TaskState::kLost;
-          u.reason = "pnode " + host + " lost";
-          SetTaskState(i, std::move(u));
-        }
+        mark_tasks_lost();
         bool any_alive = false;
         for (const auto& x : hosts_) any_alive = any_alive || env_.registry().IsAlive(x.host);
         if (!any_alive) Fail("every pnode of the experiment was lost (" + reason + ")", now);
       } else {
+        // Its tasks cannot report their end any more: mark them lost now, so
+        // that stopping waits only for the tasks of the pnodes still alive.
+        mark_tasks_lost();
         Fail("agent " + host + " lost: " + reason + lost, now);
       }
       break;
