@@ -605,9 +605,22 @@ void Runner::TryPlace(Clock::time_point now) {
     hosts_.push_back(h);
   }
   for (uint32_t p : placement_.pnode_of_vnode) ++hosts_[p].vnodes;
+  // The pnodes by name when they are few; else a count and the spread (the
+  // full report is in the placement record and `gridemu status`).
+  constexpr size_t kNamedPnodes = 8;
   std::string where;
-  for (const auto& h : hosts_) {
-    where += (where.empty() ? "" : ", ") + h.host + " (" + std::to_string(h.vnodes) + " vnodes)";
+  if (hosts_.size() <= kNamedPnodes) {
+    for (const auto& h : hosts_) {
+      where += (where.empty() ? "" : ", ") + h.host + " (" + std::to_string(h.vnodes) + " vnodes)";
+    }
+  } else {
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (const auto& h : hosts_) {
+      lo = std::min(lo, h.vnodes);
+      hi = std::max(hi, h.vnodes);
+    }
+    where = std::to_string(hosts_.size()) + " pnodes (" + std::to_string(lo) +
+            (lo == hi ? "" : "-" + std::to_string(hi)) + " vnodes each)";
   }
   if (hosts_.size() > 1) {
     char imb[32];
