@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
   cancel->add_option("ID", id, "experiment id")->required();
   add_client_opts(cancel);
   cancel->callback([&] { rc = gridemu::cli::Cancel(client, id, std::cout, std::cerr); });
+  auto* hosts = app.add_subcommand("hosts", "The pnodes registered with the controller and their state");
+  add_client_opts(hosts);
+  hosts->callback([&] { rc = gridemu::cli::Hosts(client, std::cout, std::cerr); });
 
   try {
     app.parse(argc, argv);

@@ -361,4 +361,39 @@ int Cancel(const ClientArgs& args, const std::string& id, std::ostream& out, std
   return 0;
 }
 
+int Hosts(const ClientArgs& args, std::ostream& out, std::ostream& err) {
+  Call c = Do(args, "GET", std::string(kApi) + "/hosts", "", {}, err);
+  if (c.exit_code != 0) return c.exit_code;
+  if (args.json) {
+    out << c.body.dump(2) << "\n";
+    return 0;
+  }
+  const json& hosts = c.body.contains("hosts") ? c.body["hosts"] : json::array();
+  if (hosts.empty()) {
+    out << "no pnode has registered\n";
+    return 0;
+  }
+  out << Pad("HOST", 16) << Pad("STATE", 9) << Pad("ADDRESS", 17) << Pad("CORES", 7)
+      << Pad("MAX VNODES", 11) << "LAST HEARTBEAT\n";
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  for (const json& h : hosts) {
+    std::string seen = "-";
+    if (h.contains("last_heartbeat_unix_ns") && h["last_heartbeat_unix_ns"].is_number()) {
+      const double ago = static_cast<double>(now_ns - h["last_heartbeat_unix_ns"].get<int64_t>()) / 1e9;
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.1fs ago", ago < 0 ? 0.0 : ago);
+      seen = buf;
+    }
+    const std::string address = h.contains("address") && h["address"].is_string()
+                                    ? h["address"].get<std::string>()
+                                    : "-";
+    out << Pad(Str(h, "host_id"), 16) << Pad(Str(h, "state"), 9) << Pad(address, 17)
+        << Pad(std::to_string(h.value("cores", 0)), 7)
+        << Pad(std::to_string(h.value("max_vnodes", 0)), 11) << seen << "\n";
+  }
+  return 0;
+}
+
 }  // namespace gridemu::cli

@@ -419,6 +419,54 @@ HttpResponse ApiRouter::Route(const HttpRequest& req) const {
     return JsonResponse(200, json{{"status", "ok"}});
   }
 
+  // The caller's slice (header X-Gridemu-Slice, else ?slice=, else
+  // "default") and its right to act for it: an error response, or nothing.
+  auto authorize = [&](std::string* slice) -> std::optional<HttpResponse> {
+    *slice = Header(req, "x-gridemu-slice");
+    if (slice->empty()) {
+      auto it = query.find("slice");
+      *slice = it == query.end() || it->second.empty() ? "default" : it->second;
+    }
+    std::string token;
+    if (std::string auth = Header(req, "authorization"); !auth.empty()) {
+      if (auth.size() > 7 && ToLower(auth.substr(0, 7)) == "bearer ") {
+        token = std::string(Trim(std::string_view(auth).substr(7)));
+      }
+    }
+    if (Status s = service_.Authorize(*slice, token); !s.ok()) {
+      if (s.code() == StatusCode::kPermissionDenied && token.empty()) {
+        HttpResponse r = JsonError(401, s.message());
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gridemu\"");
+        return r;
+      }
+      return FromStatus(s);
+    }
+    return std::nullopt;
+  };
+
+  // The pnodes registered with the controller.
+  if (seg.size() == 3 && seg[0] == "api" && seg[1] == "v1" && seg[2] == "hosts") {
+    if (!get) return MethodNotAllowed(req, "GET");
+    std::string slice;
+    if (auto denied = authorize(&slice)) return *denied;
+    auto hosts = service_.Hosts();
+    if (!hosts.ok()) return FromStatus(hosts.status());
+    json items = json::array();
+    for (const HostRecord& h : *hosts) {
+      items.push_back(json{
+          {"host_id", h.host_id},
+          {"address", NullIfEmpty(h.address)},
+          {"state", HostStateName(h.state)},
+          {"cores", h.cores},
+          {"memory_bytes", h.memory_bytes},
+          {"max_vnodes", h.max_vnodes},
+          {"last_heartbeat_unix_ns", h.last_heartbeat_unix_ns ? json(*h.last_heartbeat_unix_ns)
+                                                              : json(nullptr)},
+          {"registered_unix_ns", h.registered_unix_ns}});
+    }
+    return JsonResponse(200, json{{"hosts", std::move(items)}});
+  }
+
   auto no_route = [&] {
     return JsonError(
         404, "no route for " + req.method + " " + req.target.substr(0, req.target.find('?')));
@@ -445,25 +493,8 @@ HttpResponse ApiRouter::Route(const HttpRequest& req) const {
   }
 
   // The slice, and the caller's right to act for it.
-  std::string slice = Header(req, "x-gridemu-slice");
-  if (slice.empty()) {
-    auto it = query.find("slice");
-    slice = it == query.end() || it->second.empty() ? "default" : it->second;
-  }
-  std::string token;
-  if (std::string auth = Header(req, "authorization"); !auth.empty()) {
-    if (auth.size() > 7 && ToLower(auth.substr(0, 7)) == "bearer ") {
-      token = std::string(Trim(std::string_view(auth).substr(7)));
-    }
-  }
-  if (Status s = service_.Authorize(slice, token); !s.ok()) {
-    if (s.code() == StatusCode::kPermissionDenied && token.empty()) {
-      HttpResponse r = JsonError(401, s.message());
-      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gridemu\"");
-      return r;
-    }
-    return FromStatus(s);
-  }
+  std::string slice;
+  if (auto denied = authorize(&slice)) return *denied;
 
   if (seg.size() == 3 && get) {
     auto list = service_.List(slice);

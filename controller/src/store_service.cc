@@ -159,4 +159,6 @@ Result<ResultsResponse> StoreService::Results(const std::string& slice, const st
   return r;
 }
 
+Result<std::vector<HostRecord>> StoreService::Hosts() { return store_.ListHosts(); }
+
 }  // namespace gridemu::controller

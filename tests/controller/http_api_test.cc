@@ -357,6 +357,34 @@ TEST_F(HttpApiTest, EmptyOrNonUtf8BodyIs400) {
   EXPECT_EQ(store_->ListExperiments()->size(), 0u);
 }
 
+TEST_F(HttpApiTest, HostsListsRegisteredPnodesWithStateAndAddress) {
+  Reply empty = Do("GET", "/api/v1/hosts");
+  ASSERT_EQ(empty.status, 200) << empty.body;
+  EXPECT_EQ(empty.j, json({{"hosts", json::array()}}));
+  HostRecord a;
+  a.host_id = "p0";
+  a.address = "172.31.90.1";
+  a.cores = 2;
+  a.max_vnodes = 100;
+  ASSERT_TRUE(store_->UpsertHost(a).ok());
+  HostRecord b;
+  b.host_id = "p1";
+  ASSERT_TRUE(store_->UpsertHost(b).ok());
+  ASSERT_TRUE(store_->SetHostState("p1", HostState::kDown).ok());
+  Reply r = Do("GET", "/api/v1/hosts");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(r.j["hosts"].size(), 2u) << r.body;
+  EXPECT_EQ(r.j["hosts"][0]["host_id"], "p0");
+  EXPECT_EQ(r.j["hosts"][0]["address"], "172.31.90.1");
+  EXPECT_EQ(r.j["hosts"][0]["state"], "up");
+  EXPECT_EQ(r.j["hosts"][0]["max_vnodes"], 100);
+  EXPECT_EQ(r.j["hosts"][1]["host_id"], "p1");
+  EXPECT_TRUE(r.j["hosts"][1]["address"].is_null());
+  EXPECT_EQ(r.j["hosts"][1]["state"], "down");
+  EXPECT_EQ(Do("POST", "/api/v1/hosts", kYaml, "x").status, 405);
+  EXPECT_EQ(Do("GET", "/api/v1/hosts?slice=nope").status, 404);
+}
+
 TEST_F(HttpApiTest, UnknownSliceIs404) {
   Reply r = Do("POST", "/api/v1/experiments",
                {{"Content-Type", "application/yaml"}, {"X-Gridemu-Slice", "x"}}, kGood);

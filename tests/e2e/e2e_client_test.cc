@@ -3,6 +3,8 @@
 // agent over inproc.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -176,6 +178,13 @@ topology:
   EXPECT_NE(st.find("imbalance "), std::string::npos) << st;
   EXPECT_NE(st.find("lost:     pnode sim2 lost ("), std::string::npos) << st;
   EXPECT_NE(st.find("2 vnodes: h2, h3"), std::string::npos) << st;
+
+  // `gridemu hosts`: sim is up, the silent sim2 down.
+  out.str("");
+  ASSERT_EQ(cli::Hosts(args_, out, err), 0) << err.str();
+  const std::string hosts = out.str();
+  EXPECT_TRUE(std::regex_search(hosts, std::regex("\\nsim +up ")) ) << hosts;
+  EXPECT_TRUE(std::regex_search(hosts, std::regex("\\nsim2 +down ")) ) << hosts;
 
   args_.json = true;
   out.str("");

@@ -60,5 +60,8 @@ int Logs(const ClientArgs& args, const std::string& id, const std::string& task,
 int Results(const ClientArgs& args, const std::string& id, std::ostream& out, std::ostream& err);
 /// `gridemu cancel ID`: prints the new state (cancelling or cancelled).
 int Cancel(const ClientArgs& args, const std::string& id, std::ostream& out, std::ostream& err);
+/// `gridemu hosts`: the pnodes registered with the controller (state up or
+/// down, underlay address, capacity, last heartbeat) as a table.
+int Hosts(const ClientArgs& args, std::ostream& out, std::ostream& err);
 
 }  // namespace gridemu::cli

@@ -112,6 +112,9 @@ class ControllerService {
                                     uint64_t tail_bytes) = 0;
   /// The results directory and manifest (empty until the results exist).
   virtual Result<ResultsResponse> Results(const std::string& slice, const std::string& id) = 0;
+  /// Every pnode an agent ever registered, by host id, with its state (up,
+  /// down, ...), underlay address, capacity and last heartbeat.
+  virtual Result<std::vector<HostRecord>> Hosts() = 0;
 };
 
 /// Options of StoreService.
@@ -140,6 +143,7 @@ class StoreService : public ControllerService {
                             const std::string& task_id, LogStream stream,
                             uint64_t tail_bytes) override;
   Result<ResultsResponse> Results(const std::string& slice, const std::string& id) override;
+  Result<std::vector<HostRecord>> Hosts() override;
 
  protected:
   /// The experiment if it exists and belongs to `slice` (kNotFound otherwise).
