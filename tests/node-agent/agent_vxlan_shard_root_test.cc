@@ -337,6 +337,55 @@ TEST_F(VxlanShardRoot, PingRateChangesAndTeardown) {
 
 // A VNI already taken in the underlay namespace: the deploy fails, names the
 // link, and leaves nothing behind (no vnode, no device, no record).
+// Loss and jitter across pnodes, as on a local link: each is applied once,
+// by the receiving pnode's delay line (the forward direction's on pnode 2).
+TEST_F(VxlanShardRoot, LossAndJitterAcrossPnodes) {
+  ASSERT_NO_FATAL_FAILURE(DeployBoth(4244));
+  v1::ApplyEvent ev;
+  ev.set_event_id("impair");
+  LinkProfile fwd;
+  fwd.delay = 10ms;
+  fwd.jitter = 4ms;
+  fwd.delay_distribution = DelayDistribution::kUniform;
+  fwd.loss = 0.10;
+  LinkProfile rev;
+  rev.delay = 10ms;
+  rev.jitter = 0ms;
+  ev.mutable_link_set()->set_link("h1--h2");
+  *ev.mutable_link_set()->mutable_forward() = ProfileToProto(fwd);
+  *ev.mutable_link_set()->mutable_reverse() = ProfileToProto(rev);
+  for (int i = 0; i < 2; ++i) {
+    Status st = applier_[i]->ApplyEvent(exp_, ev);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  // 1,000 probes: only the forward direction drops, 10 %; the 95 % binomial
+  // interval is 10 % +- 1.9 % (widened to +- 3 %).
+  Cmd c = In(0, "h1", "ping -n -U -q -c 1000 -i 0.005 -W 1 10.77.0.1");
+  size_t p = c.out.find("packets transmitted, ");
+  ASSERT_NE(p, std::string::npos) << c.out;
+  int sent = 0, received = 0;
+  std::sscanf(c.out.c_str() + c.out.rfind('\n', p) + 1, "%d packets transmitted, %d received",
+              &sent, &received);
+  ASSERT_EQ(sent, 1000) << c.out;
+  const double loss = 1.0 - received / 1000.0;
+  // Uniform jitter of +-4 ms: a standard deviation of 4/sqrt(3) = 2.31 ms
+  // (the reverse direction adds none); ping's mdev is that deviation.
+  double mn = 0, avg = 0, mx = 0, mdev = 0;
+  p = c.out.find("rtt min/avg/max/mdev = ");
+  ASSERT_NE(p, std::string::npos) << c.out;
+  std::sscanf(c.out.c_str() + p, "rtt min/avg/max/mdev = %lf/%lf/%lf/%lf", &mn, &avg, &mx, &mdev);
+  std::printf("across pnodes: loss %.1f %% (10 %% set), RTT avg %.2f ms (20 set), sd %.2f ms "
+              "(2.31 expected)\n",
+              loss * 100, avg, mdev);
+  EXPECT_GT(loss, 0.07);
+  EXPECT_LT(loss, 0.13);
+  EXPECT_GT(avg, 19.5);
+  EXPECT_LT(avg, 23.0);
+  EXPECT_GT(mdev, 1.8);
+  EXPECT_LT(mdev, 3.0);
+  EXPECT_GT(mn, 15.5);  // 20 ms - 4 ms at the least
+}
+
 TEST_F(VxlanShardRoot, FailedDeployLeavesNothing) {
   Cmd c = Shell("ip -n " + ns_[0] + " link add " + Base() +
                 "v type vxlan id 4343 dstport 4789 local 172.31.77.1 remote 172.31.77.9");
