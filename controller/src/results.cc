@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "gridemu/common/units.h"
+#include "report_html.h"
 
 namespace gridemu::controller {
 
@@ -535,6 +536,9 @@ Status WriteResults(const std::string& dir, const ResultsInput& in) {
 
   // summary.txt
   GRIDEMU_RETURN_IF_ERROR(WriteFile(dir + "/summary.txt", FormatSummary(in, dir)));
+
+  // report.html: the same data as a self-contained page with plots.
+  GRIDEMU_RETURN_IF_ERROR(WriteFile(dir + "/report.html", RenderReportHtml(in, dir)));
   return Status::Ok();
 }
 

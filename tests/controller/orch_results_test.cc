@@ -1,11 +1,13 @@
 // The results directory (results.h): naming, collection of task outputs and
-// files, manifest fields, CSV headers and rows, the task summary.
+// files, manifest fields, CSV headers and rows, the task summary, report.html
+// written with the rest (its content: report_html_test.cc).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "gridemu/controller/results.h"
@@ -172,6 +174,22 @@ TEST(OrchResults, WritesManifestCsvFilesAndSummary) {
       << summary;
   EXPECT_NE(summary.find("ping*"), std::string::npos);
   EXPECT_NE(summary.find("results: " + dir), std::string::npos);
+
+  // report.html, next to the others, from the same data.
+  const std::string report = Read(dir + "/report.html");
+  EXPECT_EQ(report.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(report.find("<title>gridemu report: ping (ping-3)</title>"), std::string::npos);
+  EXPECT_NE(report.find("interrupted by SIGINT (Ctrl-C)"), std::string::npos);
+  EXPECT_NE(report.find("<td>ping/1*</td>"), std::string::npos);
+  EXPECT_NE(report.find("<td>h2, &quot;gone&quot;</td>"), std::string::npos);
+  EXPECT_NE(report.find("data-plot=\"gantt\""), std::string::npos);
+
+  // Exactly these files (tasks/ and files/ are made by the collect functions).
+  std::set<std::string> names;
+  for (const auto& f : fs::directory_iterator(dir)) names.insert(f.path().filename().string());
+  EXPECT_EQ(names, (std::set<std::string>{"events.csv", "experiment.yaml", "manifest.json",
+                                          "metrics.csv", "report.html", "summary.txt",
+                                          "tasks.csv"}));
 }
 
 TEST(OrchResults, SummaryCountsOkFailedAndStopped) {

@@ -12,6 +12,11 @@
 //     metrics.csv        time,unix_ns,subject,metric,value
 //     files/<vnode>/...  what `collect.files` names (everything under $GRIDEMU_OUT
 //                        when it names nothing)
+//     report.html        a self-contained page (inline CSS and SVG, no script, no
+//                        external resource) of the same data: overview, placement,
+//                        task table and Gantt chart, events with their lag, plots
+//                        of throughput, drops, CPU and memory (controller/src/
+//                        report_html.h)
 //
 // Times in the CSV files are seconds from the experiment start (the moment it
 // entered `running`) with microsecond precision; empty when unknown.
@@ -108,9 +113,9 @@ std::vector<std::string> CollectFiles(const std::string& dir,
                                       const std::set<std::string>& exclude,
                                       std::vector<std::string>* notes);
 
-/// Writes manifest.json, experiment.yaml, tasks.csv, events.csv, metrics.csv
-/// and summary.txt into `dir` (which must exist). kUnavailable naming the
-/// file when one cannot be written.
+/// Writes manifest.json, experiment.yaml, tasks.csv, events.csv, metrics.csv,
+/// summary.txt and report.html into `dir` (which must exist). kUnavailable
+/// naming the file when one cannot be written.
 Status WriteResults(const std::string& dir, const ResultsInput& input);
 
 /// Per-task summary of instances, for summary.txt and `gridemu run`.
