@@ -555,6 +555,21 @@ class OrchService : public StoreService {
                               std::to_string(candidates->size()) +
                               " live agent(s): " + ps.message() + " (nothing was stored)");
     }
+    // Cross-pnode links need both pnodes' underlay addresses.
+    using Addresses = std::vector<std::string>;
+    auto addresses = impl_.Call<Addresses>([this, &placement]() -> Result<Addresses> {
+      Addresses out;
+      for (const std::string& p : placement->pnodes) {
+        const AgentInfo* a = impl_.registry_.Find(p);
+        out.push_back(a != nullptr ? a->hello.address() : "");
+      }
+      return out;
+    });
+    if (!addresses.ok()) return addresses.status();
+    if (Status st = orch::CheckTunnelAddresses(exp->topology, *placement, *addresses); !st.ok()) {
+      return Status(st.code(), "cannot place experiment '" + exp->name + "': " + st.message() +
+                                   " (nothing was stored)");
+    }
     CreateExperimentOptions options;
     options.slice = slice;
     options.reason = "submitted to slice " + slice;

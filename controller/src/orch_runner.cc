@@ -493,27 +493,38 @@ std::vector<std::string> Runner::PnodeAddresses() const {
   return out;
 }
 
+Status CheckTunnelAddresses(const topology::Topology& topology, const Placement& placement,
+                            const std::vector<std::string>& addresses) {
+  std::vector<bool> needs(placement.pnodes.size(), false);
+  uint64_t cross = 0;
+  for (topology::LinkId l = 0; l < topology.num_links(); ++l) {
+    const topology::Link& link = topology.link(l);
+    if (link.a >= placement.pnode_of_vnode.size() || link.b >= placement.pnode_of_vnode.size()) {
+      continue;
+    }
+    const uint32_t pa = placement.pnode_of_vnode[link.a], pb = placement.pnode_of_vnode[link.b];
+    if (pa == pb || pa >= needs.size() || pb >= needs.size()) continue;
+    needs[pa] = needs[pb] = true;
+    ++cross;
+  }
+  std::vector<std::string> missing;
+  for (size_t p = 0; p < needs.size(); ++p) {
+    if (needs[p] && (p >= addresses.size() || addresses[p].empty())) {
+      missing.push_back(placement.pnodes[p]);
+    }
+  }
+  if (missing.empty()) return Status::Ok();
+  return FailedPreconditionError(
+      std::to_string(cross) + " link(s) span pnodes, which needs VXLAN tunnels, but pnode(s) " +
+      NameList(missing) +
+      " announced no underlay address (AgentHello.address): start their agents with an "
+      "address (gridemu-agent --address IP), or pin the vnodes to one pnode");
+}
+
 Status Runner::PrepareTunnels() {
   const uint64_t cross = CountCrossPnodeLinks(exp_.topology, placement_.pnode_of_vnode);
   if (cross == 0) return Status::Ok();
-  const std::vector<std::string> addresses = PnodeAddresses();
-  std::vector<std::string> missing;
-  std::vector<bool> needs(placement_.pnodes.size(), false);
-  for (topology::LinkId l = 0; l < exp_.topology.num_links(); ++l) {
-    const topology::Link& link = exp_.topology.link(l);
-    const uint32_t pa = placement_.pnode_of_vnode[link.a], pb = placement_.pnode_of_vnode[link.b];
-    if (pa != pb) needs[pa] = needs[pb] = true;
-  }
-  for (size_t p = 0; p < needs.size(); ++p) {
-    if (needs[p] && addresses[p].empty()) missing.push_back(placement_.pnodes[p]);
-  }
-  if (!missing.empty()) {
-    return FailedPreconditionError(
-        std::to_string(cross) + " link(s) span pnodes, which needs VXLAN tunnels, but pnode(s) " +
-        NameList(missing) +
-        " announced no underlay address (AgentHello.address): start their agents with an "
-        "address, or pin the vnodes to one pnode");
-  }
+  GRIDEMU_RETURN_IF_ERROR(CheckTunnelAddresses(exp_.topology, placement_, PnodeAddresses()));
   if (cross > std::numeric_limits<uint32_t>::max()) {
     return ResourceExhaustedError(std::to_string(cross) + " cross-pnode links: too many VNIs");
   }

@@ -52,6 +52,13 @@ class RunnerEnv {
 /// `except_id`, runtimes announced. In registry order.
 std::vector<PnodeCandidate> LiveCandidates(RunnerEnv& env, const std::string& except_id);
 
+/// Ok when every pnode of `placement` at an end of a cross-pnode link has an
+/// underlay address (`addresses`, indexed like placement.pnodes; "" = none
+/// announced); else kFailedPrecondition naming those pnodes. Used at Submit
+/// (before anything is stored) and again before the shards are built.
+Status CheckTunnelAddresses(const topology::Topology& topology, const Placement& placement,
+                            const std::vector<std::string>& addresses);
+
 /// "h1, h2, h3 ... (and 7 more)": at most `max_names` names, then a count.
 std::string NameList(const std::vector<std::string>& names, size_t max_names = 10);
 
