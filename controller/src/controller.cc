@@ -534,6 +534,10 @@ class OrchService : public StoreService {
     // take seconds on large topologies) so that an infeasible experiment is
     // refused before anything is stored or deployed; the runner reuses this
     // placement when the agents have not changed meanwhile.
+    // One submission at a time from here until its runner is registered
+    // (and reserves what it was placed on: Runner::VnodesOn), so that two
+    // submissions cannot both count the same free room.
+    std::lock_guard<std::mutex> serial(submit_mu_);
     using Candidates = std::vector<PnodeCandidate>;
     auto candidates = impl_.Call<Candidates>(
         [this]() -> Result<Candidates> { return orch::LiveCandidates(impl_, ""); });
@@ -576,14 +580,18 @@ class OrchService : public StoreService {
     GRIDEMU_ASSIGN_OR_RETURN(ExperimentRecord rec,
                              store().CreateExperiment(*exp, request.yaml, options));
     const std::string id = rec.id;
-    impl_.Post([this, rec = std::move(rec), exp, cands = std::move(candidates).value(),
-                placed = std::move(placement).value()]() mutable {
+    auto added = impl_.Call<bool>([this, rec = std::move(rec), exp,
+                                   cands = std::move(candidates).value(),
+                                   placed = std::move(placement).value()]() mutable
+                                  -> Result<bool> {
       const auto now = Clock::now();
       auto runner = std::make_unique<Runner>(impl_, std::move(rec), std::move(*exp), now);
       runner->SetPlacementHint(std::move(cands), std::move(placed));
       impl_.AddRunner(std::move(runner), now);
       impl_.Reap();
+      return true;
     });
+    if (!added.ok()) return added.status();
     return SubmitResponse{id, ExperimentState::kSubmitted};
   }
 
@@ -616,6 +624,7 @@ class OrchService : public StoreService {
 
  private:
   Controller::Impl& impl_;
+  std::mutex submit_mu_;  // Submit(): one placement check + registration at a time
 };
 
 // ---------------------------------------------------------------- Controller

@@ -286,6 +286,14 @@ int64_t Runner::ElapsedNs(Clock::time_point now) const {
 
 uint32_t Runner::VnodesOn(const std::string& host) const {
   if (phase_ == Phase::kDone) return 0;
+  if (hosts_.empty() && hint_) {
+    // Not placed yet: what Submit placed is reserved, so that a submission
+    // right after this one does not count the same room twice.
+    const Placement& p = hint_->second;
+    uint32_t n = 0;
+    for (uint32_t pn : p.pnode_of_vnode) n += pn < p.pnodes.size() && p.pnodes[pn] == host;
+    return n;
+  }
   for (const auto& h : hosts_) {
     if (h.host == host) return h.vnodes;
   }

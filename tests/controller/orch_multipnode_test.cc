@@ -408,6 +408,38 @@ TEST_F(MultiPnodeTest, MetisSpreadsAndConcurrentExperimentsGetDisjointVnis) {
   EXPECT_EQ(WaitFinal(b).state, S::kFinished);
 }
 
+// Concurrent submissions cannot count the same free room twice: 8 threads
+// submit a 2-vnode experiment each at once on room for 4; at most 2 pass.
+TEST_F(MultiPnodeTest, ConcurrentSubmissionsDoNotShareTheSameRoom) {
+  StartController(Options());
+  AddSim("sa", 2);
+  AddSim("sb", 2);
+  constexpr int kThreads = 8;
+  std::atomic<int> accepted{0}, refused{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      auto r = TrySubmit("name: c" + std::to_string(i) +
+                         "\nduration: 1s\ntopology:\n  nodes: {a: {}, b: {}}\n");
+      if (r.ok()) {
+        ++accepted;
+      } else if (r.status().code() == StatusCode::kResourceExhausted) {
+        ++refused;
+      }
+    });
+  }
+  go = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(accepted.load() + refused.load(), kThreads);
+  EXPECT_LE(accepted.load(), 2) << "2-vnode experiments accepted on room for 4 vnodes";
+  EXPECT_GE(accepted.load(), 1);
+  auto list = controller_->store().ListExperiments();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), static_cast<size_t>(accepted.load()));
+}
+
 TEST_F(MultiPnodeTest, InfeasibleExperimentsAreRefusedAtSubmitAndNothingIsStored) {
   StartController(Options());
   AddSim("sa", 2);
