@@ -28,10 +28,6 @@ int64_t UnixNowNs() {
   return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool IsEnded(TaskState s) {
-  return s == TaskState::kExited || s == TaskState::kKilled || s == TaskState::kFailed ||
-         s == TaskState::kLost;
-}
 
 bool IsActive(TaskState s) { return s == TaskState::kStarting || s == TaskState::kRunning; }
 
@@ -157,7 +153,7 @@ Result<std::unique_ptr<Runner>> Runner::Recover(RunnerEnv& env, RecoveredExperim
     if (it == r->task_index_.end()) continue;
     TaskRt& rt = r->task_rt_[it->second];
     rt.state = t.state;
-    if (IsEnded(t.state)) r->TaskEnded(it->second);
+    if (IsEndedTaskState(t.state)) r->TaskEnded(it->second);
   }
   for (const EventRecord& e : rx.events) {
     if (e.state != EventState::kPending) r->events_before_.emplace(e.index, e);
@@ -305,7 +301,7 @@ void Runner::SetTaskState(size_t i, TaskUpdate u) {
   TaskRt& rt = task_rt_[i];
   rt.state = u.state;
   task_updates_.push_back(std::move(u));
-  if (IsEnded(rt.state)) TaskEnded(i);
+  if (IsEndedTaskState(rt.state)) TaskEnded(i);
 }
 
 void Runner::TaskEnded(size_t i) {
@@ -958,11 +954,11 @@ Status Runner::OnTaskEvent(const std::string& host, const v1::TaskEvent& e, Cloc
   if (e.start_unix_ns() != 0) u.start_unix_ns = static_cast<int64_t>(e.start_unix_ns());
   switch (e.state()) {
     case v1::TaskEvent::STATE_STARTED:
-      if (IsEnded(rt.state)) return Status::Ok();  // late: the end is known already
+      if (IsEndedTaskState(rt.state)) return Status::Ok();  // late: the end is known already
       u.state = TaskState::kRunning;
       break;
     case v1::TaskEvent::STATE_EXITED: {
-      if (IsEnded(rt.state) && rt.state != TaskState::kLost) return Status::Ok();
+      if (IsEndedTaskState(rt.state) && rt.state != TaskState::kLost) return Status::Ok();
       u.end_unix_ns = e.end_unix_ns() != 0 ? static_cast<int64_t>(e.end_unix_ns()) : UnixNowNs();
       std::string reason = e.reason().empty() ? "exited" : e.reason();
       if (e.signal() != 0) {
@@ -977,7 +973,7 @@ Status Runner::OnTaskEvent(const std::string& host, const v1::TaskEvent& e, Cloc
       break;
     }
     case v1::TaskEvent::STATE_FAILED_TO_START:
-      if (IsEnded(rt.state) && rt.state != TaskState::kLost) return Status::Ok();
+      if (IsEndedTaskState(rt.state) && rt.state != TaskState::kLost) return Status::Ok();
       u.state = TaskState::kFailed;
       u.reason = e.reason().empty() ? "failed to start" : e.reason();
       u.end_unix_ns = UnixNowNs();
@@ -985,7 +981,7 @@ Status Runner::OnTaskEvent(const std::string& host, const v1::TaskEvent& e, Cloc
     default:
       return InvalidArgumentError("TaskEvent for '" + e.task_id() + "' has no state");
   }
-  if (rt.state == TaskState::kLost && IsEnded(u.state)) {
+  if (rt.state == TaskState::kLost && IsEndedTaskState(u.state)) {
     // A task given up as lost reported after all: count it as what it was.
     rt.ended_counted = false;
     --tasks_ended_;
@@ -1406,7 +1402,7 @@ void Runner::OnAgentLost(const std::string& host, const std::string& reason,
   // marked lost when their turn comes).
   auto mark_tasks_lost = [&] {
     for (size_t i = 0; i < task_rt_.size(); ++i) {
-      if (HostOfVnode(tl_.tasks[i].vnode) != host || IsEnded(task_rt_[i].state)) continue;
+      if (HostOfVnode(tl_.tasks[i].vnode) != host || IsEndedTaskState(task_rt_[i].state)) continue;
       if (task_rt_[i].state == TaskState::kPending) continue;
       TaskUpdate u;
       u.state = TaskState::kLost;
@@ -1541,7 +1537,7 @@ void Runner::OnError(const std::string& host, const v1::Envelope& env, Clock::ti
       break;
     case RequestKind::kExec: {
       const size_t i = req.index;
-      if (IsEnded(task_rt_[i].state)) break;
+      if (IsEndedTaskState(task_rt_[i].state)) break;
       TaskUpdate u;
       u.state = TaskState::kFailed;
       u.reason = "the agent refused to start it: " + what;

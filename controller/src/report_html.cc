@@ -70,34 +70,15 @@ std::string UrlPath(const std::string& path) {
   return out;
 }
 
-bool IsEnded(TaskState s) {
-  return s == TaskState::kExited || s == TaskState::kKilled || s == TaskState::kFailed ||
-         s == TaskState::kLost;
-}
 
 // "ok", "fail", "stopped" or "running" (not ended), as SummarizeTasks() counts.
 const char* TaskClass(const TaskRecord& t) {
-  if (!IsEnded(t.state)) return "running";
+  if (!IsEndedTaskState(t.state)) return "running";
   if (StoppedAtEnd(t)) return "stopped";
   if (t.state == TaskState::kExited && t.exit_code && *t.exit_code == 0) return "ok";
   return "fail";
 }
 
-std::string Outcome(const TaskRecord& t) {
-  if (StoppedAtEnd(t)) return "stopped at end";
-  switch (t.state) {
-    case TaskState::kExited:
-      return t.exit_code ? "exit " + std::to_string(*t.exit_code) : "exit ?";
-    case TaskState::kKilled:
-      return t.signal ? "signal " + std::to_string(*t.signal) : "killed";
-    case TaskState::kFailed:
-      return "failed to start";
-    case TaskState::kLost:
-      return "lost";
-    default:
-      return std::string(TaskStateName(t.state));
-  }
-}
 
 // Indices of the tasks to show when at most `cap` fit: failed ones first,
 // then the others in order; returned in input order.
@@ -433,7 +414,7 @@ void Gantt(std::ostringstream& o, const ResultsInput& in, int64_t origin, const 
       << "\" text-anchor=\"end\">" << HtmlEscape(Truncate(t.task_id, 28)) << "</text>";
     o << "<rect class=\"bar " << TaskClass(t) << "\" x=\"" << Px(bx) << "\" y=\"" << Px(y + 2)
       << "\" width=\"" << Px(bw) << "\" height=\"" << Px(kGanttRow - 4) << "\"><title>"
-      << HtmlEscape(t.task_id + " on " + t.vnode + ": " + Outcome(t) + ", " + Sec(s) + " s .. " +
+      << HtmlEscape(t.task_id + " on " + t.vnode + ": " + TaskOutcome(t) + ", " + Sec(s) + " s .. " +
                     (t.end_unix_ns ? Sec(e) + " s" : std::string("not ended")) +
                     (t.reason.empty() ? "" : " (" + t.reason + ")"))
       << "</title></rect>\n";
@@ -490,7 +471,7 @@ void TaskTable(std::ostringstream& o, const ResultsInput& in, int64_t origin,
     if (!err.empty()) out += (out.empty() ? "" : " ") + err;
     o << "<tr class=\"" << TaskClass(t) << "\"><td>" << HtmlEscape(t.task_id)
       << (t.wait ? "*" : "") << "</td><td>" << HtmlEscape(t.vnode) << "</td><td>"
-      << TaskStateName(t.state) << "</td><td>" << HtmlEscape(Outcome(t)) << "</td><td class=\"n\">"
+      << TaskStateName(t.state) << "</td><td>" << HtmlEscape(TaskOutcome(t)) << "</td><td class=\"n\">"
       << (t.exit_code ? std::to_string(*t.exit_code) : "") << "</td><td class=\"n\">"
       << (t.signal ? std::to_string(*t.signal) : "") << "</td><td class=\"n\">"
       << (t.start_unix_ns && origin ? Sec(RelS(*t.start_unix_ns, origin)) : "")

@@ -73,26 +73,7 @@ Status WriteFile(const std::string& path, const std::string& text) {
   return Status::Ok();
 }
 
-bool IsEnded(TaskState s) {
-  return s == TaskState::kExited || s == TaskState::kKilled || s == TaskState::kFailed ||
-         s == TaskState::kLost;
-}
 
-std::string Outcome(const TaskRecord& t) {
-  if (StoppedAtEnd(t)) return "stopped at end";
-  switch (t.state) {
-    case TaskState::kExited:
-      return t.exit_code ? "exit " + std::to_string(*t.exit_code) : "exit ?";
-    case TaskState::kKilled:
-      return t.signal ? "signal " + std::to_string(*t.signal) : "killed";
-    case TaskState::kFailed:
-      return "failed to start";
-    case TaskState::kLost:
-      return "lost";
-    default:
-      return std::string(TaskStateName(t.state));
-  }
-}
 
 std::string Pad(const std::string& s, size_t w) {
   return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
@@ -280,6 +261,22 @@ bool StoppedAtEnd(const TaskRecord& t) {
          t.reason.compare(0, kStoppedAtEndReason.size(), kStoppedAtEndReason) == 0;
 }
 
+std::string TaskOutcome(const TaskRecord& t) {
+  if (StoppedAtEnd(t)) return "stopped at end";
+  switch (t.state) {
+    case TaskState::kExited:
+      return t.exit_code ? "exit " + std::to_string(*t.exit_code) : "exit ?";
+    case TaskState::kKilled:
+      return t.signal ? "signal " + std::to_string(*t.signal) : "killed";
+    case TaskState::kFailed:
+      return "failed to start";
+    case TaskState::kLost:
+      return "lost";
+    default:
+      return std::string(TaskStateName(t.state));
+  }
+}
+
 std::vector<TaskSummary> SummarizeTasks(const std::vector<TaskRecord>& tasks) {
   std::vector<TaskSummary> out;
   std::map<std::string, size_t> index;
@@ -294,7 +291,7 @@ std::vector<TaskSummary> SummarizeTasks(const std::vector<TaskRecord>& tasks) {
     TaskSummary& s = out[it->second];
     ++s.instances;
     s.wait = s.wait || t.wait;
-    if (!IsEnded(t.state)) {
+    if (!IsEndedTaskState(t.state)) {
       ++s.not_ended;
     } else if (StoppedAtEnd(t)) {
       ++s.stopped;
@@ -303,8 +300,8 @@ std::vector<TaskSummary> SummarizeTasks(const std::vector<TaskRecord>& tasks) {
     } else {
       ++s.failed;
     }
-    ++s.outcomes[Outcome(t)];
-    if (IsEnded(t.state) && t.start_unix_ns && t.end_unix_ns &&
+    ++s.outcomes[TaskOutcome(t)];
+    if (IsEndedTaskState(t.state) && t.start_unix_ns && t.end_unix_ns &&
         *t.end_unix_ns >= *t.start_unix_ns) {
       durations[it->second].emplace_back(*t.end_unix_ns - *t.start_unix_ns);
     }

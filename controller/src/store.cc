@@ -103,6 +103,11 @@ bool IsFinalState(ExperimentState s) {
          s == ExperimentState::kCancelled;
 }
 
+bool IsEndedTaskState(TaskState s) {
+  return s == TaskState::kExited || s == TaskState::kKilled || s == TaskState::kFailed ||
+         s == TaskState::kLost;
+}
+
 bool IsLegalTransition(ExperimentState from, ExperimentState to) {
   using S = ExperimentState;
   if (IsFinalState(from)) return false;

@@ -137,6 +137,9 @@ struct TaskSummary {
 /// True when the instance was killed by the controller because the run was
 /// over (its reason starts with kStoppedAtEndReason).
 bool StoppedAtEnd(const TaskRecord& task);
+/// How a task instance ended, for tables: "exit 0", "signal 9", "failed to
+/// start", "lost", "stopped at end", or its state name while not ended.
+std::string TaskOutcome(const TaskRecord& task);
 /// The reason prefix of instances killed at the end of a run.
 inline constexpr std::string_view kStoppedAtEndReason = "stopped at the end of the run";
 

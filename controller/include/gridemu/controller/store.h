@@ -78,6 +78,8 @@ enum class TaskState {
 std::string_view TaskStateName(TaskState s);
 /// Parses a TaskStateName(); kInvalidArgument listing the choices.
 Result<TaskState> ParseTaskState(std::string_view s);
+/// True when the task instance has ended: exited, killed, failed or lost.
+bool IsEndedTaskState(TaskState s);
 
 /// An event's state: pending until the controller applied it (or failed to).
 enum class EventState { kPending, kApplied, kFailed };
