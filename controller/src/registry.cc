@@ -2,6 +2,8 @@
 
 #include "gridemu/controller/registry.h"
 
+#include <arpa/inet.h>
+
 #include <utility>
 
 #include "gridemu/common/units.h"
@@ -41,6 +43,12 @@ Status AgentRegistry::OnHello(const std::string& identity, const v1::AgentHello&
     return InvalidArgumentError("AgentHello.host_id '" + id +
                                 "' differs from the connection's identity '" + identity +
                                 "' (the agent's ZeroMQ routing id must be its host id)");
+  }
+  if (in_addr ip{}; !hello.address().empty() &&
+                    ::inet_pton(AF_INET, hello.address().c_str(), &ip) != 1) {
+    return InvalidArgumentError("AgentHello.address '" + hello.address() +
+                                "' is not an IPv4 address (the pnode's underlay address, the "
+                                "local end of its VXLAN tunnels)");
   }
   AgentInfo& a = agents_[id];
   a.host_id = id;

@@ -1,5 +1,7 @@
 #include "gridemu/agent/agent.h"
 
+#include <arpa/inet.h>
+
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -915,6 +917,16 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
     impl->host_id = buf;
   }
   if (options.heartbeat.count() <= 0) return InvalidArgumentError("heartbeat: must be positive");
+  if (in_addr a{}; !options.address.empty() &&
+                   ::inet_pton(AF_INET, options.address.c_str(), &a) != 1) {
+    return InvalidArgumentError("address '" + options.address +
+                                "': expected this pnode's underlay IPv4 address, e.g. 192.0.2.7");
+  }
+  if (options.underlay_dev.size() > 15 ||
+      options.underlay_dev.find_first_of("/: \t") != std::string::npos) {
+    return InvalidArgumentError("underlay device '" + options.underlay_dev +
+                                "': expected an interface name of at most 15 characters");
+  }
   impl->heartbeat = options.heartbeat;
   impl->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   impl->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -447,10 +447,16 @@ TEST_F(OrchControllerTest, MalformedAgentMessagesGetErrorReplies) {
   v1::Envelope hello;
   hello.mutable_agent_hello()->set_host_id("somebody-else");
   raw.send(zmq::buffer(hello.SerializeAsString()));
+  v1::Envelope bad_address;
+  bad_address.mutable_agent_hello()->set_host_id("stranger");
+  bad_address.mutable_agent_hello()->set_address("10.0.0.300");
+  raw.send(zmq::buffer(bad_address.SerializeAsString()));
   for (const char* want :
        {"failed precondition: unknown agent 'stranger': send AgentHello to register first",
         "invalid argument: AgentHello.host_id 'somebody-else' differs from the connection's "
-        "identity 'stranger' (the agent's ZeroMQ routing id must be its host id)"}) {
+        "identity 'stranger' (the agent's ZeroMQ routing id must be its host id)",
+        "invalid argument: AgentHello.address '10.0.0.300' is not an IPv4 address (the pnode's "
+        "underlay address, the local end of its VXLAN tunnels)"}) {
     zmq::pollitem_t item{raw.handle(), 0, ZMQ_POLLIN, 0};
     ASSERT_EQ(zmq::poll(&item, 1, milliseconds(5000)), 1) << want;
     zmq::message_t msg;
@@ -460,6 +466,7 @@ TEST_F(OrchControllerTest, MalformedAgentMessagesGetErrorReplies) {
     ASSERT_TRUE(e.has_error());
     EXPECT_EQ(e.error().code() + ": " + e.error().message(), want);
   }
+  EXPECT_EQ(controller_->store().GetHost("stranger").status().code(), StatusCode::kNotFound);
   // The controller still works.
   const std::string id =
       Submit(Experiment("after", "  - {name: t, on: h1, run: 'true', wait: true}\n"));

@@ -61,7 +61,8 @@ class AgentRegistry {
 
   /// Registers (or re-registers) the agent of `identity`. Checks the hello:
   /// kInvalidArgument when host_id is empty, is not printable ASCII of at most
-  /// 255 bytes, or differs from the connection's identity. Upserts the host in
+  /// 255 bytes, or differs from the connection's identity, or when address is
+  /// set but not an IPv4 address (nothing is registered then). Upserts the host in
   /// the store (state up). Returns the stored record's store error, if any.
   Status OnHello(const std::string& identity, const v1::AgentHello& hello, Clock::time_point now);
 

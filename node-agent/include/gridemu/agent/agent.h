@@ -113,7 +113,9 @@ class Agent {
  public:
   /// Opens the runtime (netns), probes shaping, makes the socket (not yet
   /// connected). Errors: the runtime's (kPermissionDenied without root,
-  /// kNotFound without gridemu-vnode-init), kInvalidArgument (bad options).
+  /// kNotFound without gridemu-vnode-init), kInvalidArgument (bad options:
+  /// prefix, heartbeat, an address that is not IPv4, an underlay device name
+  /// longer than 15 characters), checked before anything is opened.
   /// A kernel without any shaping backend is not an error: shards with link
   /// profiles fail their check then.
   static Result<std::unique_ptr<Agent>> Create(const AgentOptions& options);
