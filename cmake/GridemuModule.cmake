@@ -27,3 +27,22 @@ function(gridemu_add_test NAME)
     ENVIRONMENT "GRIDEMU_SOURCE_DIR=${PROJECT_SOURCE_DIR};GRIDEMU_SHARED_DIR=${PROJECT_SOURCE_DIR}/../shared"
     DISCOVERY_TIMEOUT 60)
 endfunction()
+
+# gridemu_require_targets(TARGET ...): stops the configure step with an error
+# that names the directory and every target it needs that is not defined (a
+# module missing from the top-level list, or listed after its users), instead
+# of leaving the directory out of the build without a word.
+function(gridemu_require_targets)
+  set(missing)
+  foreach(t ${ARGN})
+    if(NOT TARGET ${t})
+      list(APPEND missing ${t})
+    endif()
+  endforeach()
+  if(missing)
+    string(REPLACE ";" ", " missing "${missing}")
+    message(FATAL_ERROR "${CMAKE_CURRENT_SOURCE_DIR}: needs CMake target(s) ${missing}, "
+                        "which are not defined (check the module list and its order in the "
+                        "top-level CMakeLists.txt)")
+  endif()
+endfunction()

@@ -22,8 +22,8 @@
 #include <sstream>
 #include <string>
 
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/shard_applier.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/shard_applier.h"
 #include "gridemu/controller/shard_builder.h"
 #include "gridemu/experiments/parse.h"
 #include "gridemu/netshape/capabilities.h"

@@ -2,7 +2,7 @@
 
 #include <ostream>
 
-#include "gridemu/agent/agent_clean.h"
+#include "gridemu/node-agent/agent_clean.h"
 
 namespace gridemu::cli {
 

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "gridemu/cli/run.h"
+#include "gridemu/common/clock.h"
 #include "gridemu/common/units.h"
 
 namespace gridemu::cli {
@@ -375,20 +376,18 @@ int Hosts(const ClientArgs& args, std::ostream& out, std::ostream& err) {
   }
   out << Pad("HOST", 16) << Pad("STATE", 9) << Pad("ADDRESS", 17) << Pad("CORES", 7)
       << Pad("MAX VNODES", 11) << "LAST HEARTBEAT\n";
-  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  const int64_t now_ns = UnixNanosNow();
   for (const json& h : hosts) {
     std::string seen = "-";
     if (h.contains("last_heartbeat_unix_ns") && h["last_heartbeat_unix_ns"].is_number()) {
-      const double ago = static_cast<double>(now_ns - h["last_heartbeat_unix_ns"].get<int64_t>()) / 1e9;
+      const double ago =
+          static_cast<double>(now_ns - h["last_heartbeat_unix_ns"].get<int64_t>()) / 1e9;
       char buf[32];
       std::snprintf(buf, sizeof(buf), "%.1fs ago", ago < 0 ? 0.0 : ago);
       seen = buf;
     }
-    const std::string address = h.contains("address") && h["address"].is_string()
-                                    ? h["address"].get<std::string>()
-                                    : "-";
+    const std::string address =
+        h.contains("address") && h["address"].is_string() ? h["address"].get<std::string>() : "-";
     out << Pad(Str(h, "host_id"), 16) << Pad(Str(h, "state"), 9) << Pad(address, 17)
         << Pad(std::to_string(h.value("cores", 0)), 7)
         << Pad(std::to_string(h.value("max_vnodes", 0)), 11) << seen << "\n";

@@ -25,6 +25,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "gridemu/common/clock.h"
 #include "gridemu/common/units.h"
 #include "gridemu/controller/controller.h"
 #include "gridemu/controller/http_api.h"
@@ -56,7 +57,8 @@ Status RunHostCommands(const char* what, const std::vector<std::string>& cmds,
     }
     script += "cd '" + cwd + "' && { " + cmds[i] + "\n}";
     int fds[2];
-    if (::pipe(fds) != 0) return InternalError(std::string(what) + ": pipe: " + std::strerror(errno));
+    if (::pipe(fds) != 0)
+      return InternalError(std::string(what) + ": pipe: " + std::strerror(errno));
     pid_t pid = ::fork();
     if (pid < 0) return InternalError(std::string(what) + ": fork: " + std::strerror(errno));
     if (pid == 0) {
@@ -156,12 +158,6 @@ std::string ProgressLine(const controller::RunProgress& p) {
   }
   if (p.events_total > 0) out << "  events " << p.events_done << "/" << p.events_total;
   return out.str();
-}
-
-int64_t UnixNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // The run lock: flock() on a file holding JSON about the run.
@@ -292,7 +288,7 @@ int Run(const RunArgs& args, std::ostream& out, std::ostream& err) {
   RunLockInfo info;
   info.pid = static_cast<int>(::getpid());
   info.file = args.file;
-  info.started = controller::FormatUnixTime(UnixNowNs());
+  info.started = controller::FormatUnixTime(UnixNanosNow());
   lock.Write(info);
 
   // 3. A private work directory: the controller database and logs.
@@ -324,7 +320,7 @@ int Run(const RunArgs& args, std::ostream& out, std::ostream& err) {
   copt.recovery_timeout = args.agent_timeout;
   copt.log = [log, log_mu](std::string_view line) {
     std::lock_guard<std::mutex> l(*log_mu);
-    *log << controller::FormatUnixTime(UnixNowNs()) << " " << line << "\n";
+    *log << controller::FormatUnixTime(UnixNanosNow()) << " " << line << "\n";
     log->flush();
   };
   auto ctl = controller::Controller::Start(copt);
@@ -399,7 +395,8 @@ int Run(const RunArgs& args, std::ostream& out, std::ostream& err) {
     ::chmod(work.c_str(), 0755);  // vnodes (user nobody, e.g. opentracker) read it
     host_env["GRIDEMU_SHARED"] = shared_copy;
     if (!exp->prepare.empty()) {
-      if (args.progress != "none") out << "gridemu run: prepare (" << exp->prepare.size() << " commands)\n";
+      if (args.progress != "none")
+        out << "gridemu run: prepare (" << exp->prepare.size() << " commands)\n";
       Status st = RunHostCommands("prepare", exp->prepare, shared_copy, host_env, out, nullptr);
       if (!st.ok()) {
         err << "gridemu run: " << args.file << ": " << st.message() << " (nothing was deployed)\n";

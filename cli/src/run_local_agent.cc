@@ -7,7 +7,7 @@
 
 #include <thread>
 
-#include "gridemu/agent/agent.h"
+#include "gridemu/node-agent/agent.h"
 #include "gridemu/cli/run.h"
 
 namespace gridemu::cli {

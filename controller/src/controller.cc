@@ -18,6 +18,7 @@
 #include <utility>
 #include <zmq.hpp>
 
+#include "gridemu/common/clock.h"
 #include "gridemu/common/units.h"
 #include "gridemu/controller/registry.h"
 #include "gridemu/experiments/parse.h"
@@ -552,9 +553,8 @@ class OrchService : public StoreService {
       const Status& ps = placement.status();
       // kInvalidArgument would read as a file error (HTTP 422): the file is
       // valid, the live agents cannot take it.
-      const StatusCode code = ps.code() == StatusCode::kInvalidArgument
-                                  ? StatusCode::kFailedPrecondition
-                                  : ps.code();
+      const StatusCode code =
+          ps.code() == StatusCode::kInvalidArgument ? StatusCode::kFailedPrecondition : ps.code();
       return Status(code, "cannot place experiment '" + exp->name + "' on the " +
                               std::to_string(candidates->size()) +
                               " live agent(s): " + ps.message() + " (nothing was stored)");
@@ -580,17 +580,16 @@ class OrchService : public StoreService {
     GRIDEMU_ASSIGN_OR_RETURN(ExperimentRecord rec,
                              store().CreateExperiment(*exp, request.yaml, options));
     const std::string id = rec.id;
-    auto added = impl_.Call<bool>([this, rec = std::move(rec), exp,
-                                   cands = std::move(candidates).value(),
-                                   placed = std::move(placement).value()]() mutable
-                                  -> Result<bool> {
-      const auto now = Clock::now();
-      auto runner = std::make_unique<Runner>(impl_, std::move(rec), std::move(*exp), now);
-      runner->SetPlacementHint(std::move(cands), std::move(placed));
-      impl_.AddRunner(std::move(runner), now);
-      impl_.Reap();
-      return true;
-    });
+    auto added =
+        impl_.Call<bool>([this, rec = std::move(rec), exp, cands = std::move(candidates).value(),
+                          placed = std::move(placement).value()]() mutable -> Result<bool> {
+          const auto now = Clock::now();
+          auto runner = std::make_unique<Runner>(impl_, std::move(rec), std::move(*exp), now);
+          runner->SetPlacementHint(std::move(cands), std::move(placed));
+          impl_.AddRunner(std::move(runner), now);
+          impl_.Reap();
+          return true;
+        });
     if (!added.ok()) return added.status();
     return SubmitResponse{id, ExperimentState::kSubmitted};
   }
@@ -666,10 +665,7 @@ Result<std::unique_ptr<Controller>> Controller::Start(ControllerOptions options)
   }
   // Request ids must not repeat across restarts (agents remember answers by
   // (experiment, generation, request id)): start from the clock.
-  m.next_request_id = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count())
-                      << 8;
+  m.next_request_id = static_cast<uint64_t>(UnixNanosNow() / 1000) << 8;
   StoreServiceOptions so;
   so.import_base_dir = m.opt.import_base_dir;
   m.service = std::make_unique<OrchService>(m, so);

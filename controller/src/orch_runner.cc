@@ -8,12 +8,13 @@
 #include <mutex>
 #include <utility>
 
+#include "deploy_encode.h"
+#include "gridemu/common/clock.h"
 #include "gridemu/common/units.h"
 #include "gridemu/controller/placement.h"
 #include "gridemu/controller/shard_builder.h"
 #include "gridemu/experiments/parse.h"
 #include "gridemu/topology/addressing.h"
-#include "deploy_encode.h"
 
 namespace gridemu::controller::orch {
 
@@ -23,11 +24,6 @@ using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 
 namespace {
-
-int64_t UnixNowNs() {
-  return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 
 bool IsActive(TaskState s) { return s == TaskState::kStarting || s == TaskState::kRunning; }
 
@@ -91,7 +87,7 @@ Status Runner::EnsureResultsDir() {
   fs::path base = fs::absolute(env_.options().results_dir, ec);
   GRIDEMU_ASSIGN_OR_RETURN(results_dir_, MakeResultsDir(ec ? env_.options().results_dir
                                                            : base.lexically_normal().string(),
-                                                        rec_.name, UnixNowNs()));
+                                                        rec_.name, UnixNanosNow()));
   out_root_ = results_dir_ + "/.work/out";
   Status s = env_.store().SetResultsDir(rec_.id, results_dir_);
   if (!s.ok()) Log("store: " + s.ToString());
@@ -578,8 +574,7 @@ void Runner::TryPlace(Clock::time_point now) {
       }
     }
     if (used.size() == placement_.pnodes.size()) {
-      const PlacementReport r =
-          EvaluatePlacement(exp_.topology, used, placement_.pnode_of_vnode);
+      const PlacementReport r = EvaluatePlacement(exp_.topology, used, placement_.pnode_of_vnode);
       placement_.cut_links = r.cut_links;
       placement_.cut_rate_bps = r.cut_rate_bps;
       placement_.imbalance = r.imbalance;
@@ -643,8 +638,8 @@ void Runner::TryPlace(Clock::time_point now) {
     where += "; " + std::to_string(placement_.cut_links) + " cross-pnode link(s), " +
              FormatRate(placement_.cut_rate_bps) + ", imbalance " + imb;
     if (vni_count_ > 0) {
-      where += ", VNIs " + std::to_string(vni_base_) + "-" +
-               std::to_string(vni_base_ + vni_count_ - 1);
+      where +=
+          ", VNIs " + std::to_string(vni_base_) + "-" + std::to_string(vni_base_ + vni_count_ - 1);
     }
   }
   if (state_ == ExperimentState::kSubmitted) {
@@ -762,7 +757,7 @@ void Runner::OnShardStatus(const std::string& host, const v1::ShardStatus& s,
 // ---------------------------------------------------------------- running
 
 void Runner::StartRunning(Clock::time_point now) {
-  t0_unix_ns_ = UnixNowNs();
+  t0_unix_ns_ = UnixNanosNow();
   t0_ = now;
   started_ = true;
   Transition(ExperimentState::kRunning,
@@ -810,7 +805,7 @@ void Runner::RunTimeline(Clock::time_point now) {
     TaskUpdate u;
     u.state = TaskState::kKilled;
     u.reason = "timeout (the agent did not report the end)";
-    u.end_unix_ns = UnixNowNs();
+    u.end_unix_ns = UnixNanosNow();
     SetTaskState(i, std::move(u));
   }
   const EndReason end = CheckEnd(elapsed, tl_.duration, tl_.waited, waited_ended_);
@@ -959,7 +954,7 @@ Status Runner::OnTaskEvent(const std::string& host, const v1::TaskEvent& e, Cloc
       break;
     case v1::TaskEvent::STATE_EXITED: {
       if (IsEndedTaskState(rt.state) && rt.state != TaskState::kLost) return Status::Ok();
-      u.end_unix_ns = e.end_unix_ns() != 0 ? static_cast<int64_t>(e.end_unix_ns()) : UnixNowNs();
+      u.end_unix_ns = e.end_unix_ns() != 0 ? static_cast<int64_t>(e.end_unix_ns()) : UnixNanosNow();
       std::string reason = e.reason().empty() ? "exited" : e.reason();
       if (e.signal() != 0) {
         u.state = TaskState::kKilled;
@@ -976,7 +971,7 @@ Status Runner::OnTaskEvent(const std::string& host, const v1::TaskEvent& e, Cloc
       if (IsEndedTaskState(rt.state) && rt.state != TaskState::kLost) return Status::Ok();
       u.state = TaskState::kFailed;
       u.reason = e.reason().empty() ? "failed to start" : e.reason();
-      u.end_unix_ns = UnixNowNs();
+      u.end_unix_ns = UnixNanosNow();
       break;
     default:
       return InvalidArgumentError("TaskEvent for '" + e.task_id() + "' has no state");
@@ -996,7 +991,7 @@ Status Runner::OnTaskEvent(const std::string& host, const v1::TaskEvent& e, Cloc
 
 void Runner::EndRun(EndReason why, Clock::time_point now) {
   ended_at_ = now;
-  end_unix_ns_ = UnixNowNs();
+  end_unix_ns_ = UnixNanosNow();
   std::string reason = std::string(EndReasonText(why));
   if (why == EndReason::kDuration) reason += " (" + FormatTime(tl_.duration) + ")";
   Transition(ExperimentState::kCollecting, reason);
@@ -1009,7 +1004,7 @@ void Runner::EndRun(EndReason why, Clock::time_point now) {
 void Runner::StopTasks(Clock::time_point now) {
   if (!ended_at_) {
     ended_at_ = now;
-    end_unix_ns_ = UnixNowNs();
+    end_unix_ns_ = UnixNanosNow();
   }
   phase_ = Phase::kStopping;
   stop_deadline_ = now + env_.options().stop_grace;
@@ -1036,7 +1031,7 @@ void Runner::CollectAndTeardown(Clock::time_point now) {
     u.state = TaskState::kKilled;
     u.reason = (stop_reason_.empty() ? std::string("stopped") : stop_reason_) +
                " (no end reported by the agent)";
-    u.end_unix_ns = end_unix_ns_ != 0 ? end_unix_ns_ : UnixNowNs();
+    u.end_unix_ns = end_unix_ns_ != 0 ? end_unix_ns_ : UnixNanosNow();
     SetTaskState(i, std::move(u));
   }
   Flush();
@@ -1114,7 +1109,7 @@ void Runner::OnTornDown(const std::string& host, const v1::TornDown& t, Clock::t
 void Runner::Finish(Clock::time_point now) {
   if (phase_ == Phase::kDone) return;
   if (!final_) final_ = ExperimentState::kFailed;
-  if (end_unix_ns_ == 0) end_unix_ns_ = UnixNowNs();
+  if (end_unix_ns_ == 0) end_unix_ns_ = UnixNanosNow();
   // Tasks that never started.
   for (size_t i = 0; i < task_rt_.size(); ++i) {
     if (task_rt_[i].state != TaskState::kPending) continue;
@@ -1138,7 +1133,7 @@ void Runner::Finish(Clock::time_point now) {
     TransitionRecord last;
     last.from = state_;
     last.to = *final_;
-    last.unix_ns = UnixNowNs();
+    last.unix_ns = UnixNanosNow();
     last.reason = final_reason_;
     in.transitions.push_back(last);
     if (auto t = store.ListTasks(rec_.id); t.ok()) in.tasks = *t;
@@ -1391,8 +1386,8 @@ void Runner::OnAgentLost(const std::string& host, const std::string& reason,
   HostRun* h = FindHost(host);
   if (h == nullptr) return;
   // Its vnodes: for a lost pnode of a deployed run, name them (truncated).
-  const bool deployed = phase_ == Phase::kDeploying || phase_ == Phase::kRunning ||
-                        phase_ == Phase::kStopping;
+  const bool deployed =
+      phase_ == Phase::kDeploying || phase_ == Phase::kRunning || phase_ == Phase::kStopping;
   std::string lost;
   if (deployed && h->vnodes > 0) {
     ReportLost(host, reason);
@@ -1488,7 +1483,7 @@ void Runner::AdvanceRecovery(Clock::time_point now, bool deadline_passed) {
 void Runner::Resume(Clock::time_point now) {
   phase_ = Phase::kRunning;
   started_ = true;
-  const int64_t since = UnixNowNs() - t0_unix_ns_;
+  const int64_t since = UnixNanosNow() - t0_unix_ns_;
   t0_ = now - nanoseconds(std::max<int64_t>(0, since));
   Log("resumed after the controller restart, " + Secs(nanoseconds(since)) + " into the run");
   // Pending tasks whose start passed are started now (late); tasks the agent
@@ -1502,7 +1497,7 @@ void Runner::Resume(Clock::time_point now) {
 
 void Runner::OnMetrics(const std::string& host, const v1::MetricsBatch& m) {
   std::vector<MetricSample> samples;
-  const int64_t t = m.unix_ns() != 0 ? static_cast<int64_t>(m.unix_ns()) : UnixNowNs();
+  const int64_t t = m.unix_ns() != 0 ? static_cast<int64_t>(m.unix_ns()) : UnixNanosNow();
   for (const auto& l : m.links()) {
     const std::string p = l.direction().empty() ? "" : l.direction() + "_";
     samples.push_back({t, l.link(), p + "tx_packets", static_cast<double>(l.tx_packets())});
@@ -1541,7 +1536,7 @@ void Runner::OnError(const std::string& host, const v1::Envelope& env, Clock::ti
       TaskUpdate u;
       u.state = TaskState::kFailed;
       u.reason = "the agent refused to start it: " + what;
-      u.end_unix_ns = UnixNowNs();
+      u.end_unix_ns = UnixNanosNow();
       SetTaskState(i, std::move(u));
       break;
     }

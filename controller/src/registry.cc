@@ -6,17 +6,12 @@
 
 #include <utility>
 
+#include "gridemu/common/clock.h"
 #include "gridemu/common/units.h"
 
 namespace gridemu::controller {
 
 namespace {
-
-int64_t UnixNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool IsPrintableId(const std::string& s) {
   if (s.empty() || s.size() > 255) return false;
@@ -44,8 +39,8 @@ Status AgentRegistry::OnHello(const std::string& identity, const v1::AgentHello&
                                 "' differs from the connection's identity '" + identity +
                                 "' (the agent's ZeroMQ routing id must be its host id)");
   }
-  if (in_addr ip{}; !hello.address().empty() &&
-                    ::inet_pton(AF_INET, hello.address().c_str(), &ip) != 1) {
+  if (in_addr ip{};
+      !hello.address().empty() && ::inet_pton(AF_INET, hello.address().c_str(), &ip) != 1) {
     return InvalidArgumentError("AgentHello.address '" + hello.address() +
                                 "' is not an IPv4 address (the pnode's underlay address, the "
                                 "local end of its VXLAN tunnels)");
@@ -58,7 +53,7 @@ Status AgentRegistry::OnHello(const std::string& identity, const v1::AgentHello&
   a.lost_reason.clear();
   a.last_seen = now;
   a.last_stored_heartbeat = now;
-  a.registered_unix_ns = UnixNowNs();
+  a.registered_unix_ns = UnixNanosNow();
   a.vnodes = 0;
   for (const auto& h : hello.held()) a.vnodes += h.vnodes();
   if (store_ != nullptr) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "gridemu/common/clock.h"
 #include "gridemu/common/units.h"
 #include "store_schema.h"
 #include "store_sqlite.h"
@@ -445,9 +446,7 @@ int Store::LatestSchemaVersion() { return static_cast<int>(store_internal::Migra
 
 int64_t Store::Now() const {
   if (options_.now_unix_ns) return options_.now_unix_ns();
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return UnixNanosNow();
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions options) {
@@ -1214,11 +1213,10 @@ Result<uint32_t> Store::AllocateVnis(const std::string& id, uint32_t count, uint
     candidate = std::max(candidate, e);
   }
   if (candidate + count - 1 > static_cast<int64_t>(last)) {
-    return ResourceExhaustedError(
-        "no block of " + std::to_string(count) + " VXLAN VNIs is free in [" +
-        std::to_string(first) + ", " + std::to_string(last) + "]: " +
-        std::to_string(taken.size()) +
-        " running experiment(s) hold the rest; wait for one to end");
+    return ResourceExhaustedError("no block of " + std::to_string(count) +
+                                  " VXLAN VNIs is free in [" + std::to_string(first) + ", " +
+                                  std::to_string(last) + "]: " + std::to_string(taken.size()) +
+                                  " running experiment(s) hold the rest; wait for one to end");
   }
   {
     GRIDEMU_ASSIGN_OR_RETURN(

@@ -51,9 +51,11 @@ Status ErrnoStatus(int err, const std::string& what) {
 }
 
 namespace {
+
 const char* const kSelfNetns = "/proc/thread-self/ns/net";
 
-Result<UniqueFd> OpenNetns(const std::string& path) {
+// Opens a namespace file and checks that it is one.
+Result<UniqueFd> OpenNetnsFile(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus(errno, "network namespace " + path);
   struct statfs sfs;
@@ -62,7 +64,70 @@ Result<UniqueFd> OpenNetns(const std::string& path) {
   }
   return fd;
 }
+
 }  // namespace
+
+std::string NetnsRef::Key() const {
+  if (fd >= 0) return "fd:" + std::to_string(fd);
+  if (!path.empty()) return path;
+  return "home";
+}
+
+std::string NetnsRef::ToString() const {
+  if (fd >= 0) return "fd " + std::to_string(fd);
+  if (!path.empty()) return path;
+  return "the home namespace";
+}
+
+Result<int> OpenNetns(const NetnsRef& ns) {
+  int fd = -1;
+  if (ns.fd >= 0) {
+    fd = ::fcntl(ns.fd, F_DUPFD_CLOEXEC, 0);
+  } else {
+    fd = ::open(ns.is_home() ? kSelfNetns : ns.path.c_str(), O_RDONLY | O_CLOEXEC);
+  }
+  if (fd >= 0) return fd;
+  const int e = errno;
+  std::string what = "cannot open network namespace " + ns.ToString() + ": " + strerror(e);
+  if (e == ENOENT) return NotFoundError(what);
+  if (e == EACCES || e == EPERM) return PermissionDeniedError(what);
+  if (e == EBADF) return InvalidArgumentError(what);
+  return InternalError(what);
+}
+
+Result<ScopedNetns> ScopedNetns::Enter(int ns_fd) {
+  const int saved = ::open(kSelfNetns, O_RDONLY | O_CLOEXEC);
+  if (saved < 0) {
+    return InternalError(std::string("cannot open the current network namespace (") + kSelfNetns +
+                         "): " + strerror(errno));
+  }
+  if (::setns(ns_fd, CLONE_NEWNET) != 0) {
+    const int e = errno;
+    ::close(saved);
+    std::string what = std::string("setns into a network namespace failed: ") + strerror(e);
+    if (e == EPERM) return PermissionDeniedError(what + " (needs CAP_SYS_ADMIN)");
+    if (e == EINVAL || e == EBADF) {
+      return InvalidArgumentError(what + " (not a network namespace descriptor)");
+    }
+    return InternalError(what);
+  }
+  return ScopedNetns(saved);
+}
+
+ScopedNetns::ScopedNetns(ScopedNetns&& other) noexcept : saved_fd_(other.saved_fd_) {
+  other.saved_fd_ = -1;
+}
+
+ScopedNetns::~ScopedNetns() {
+  if (saved_fd_ < 0) return;
+  if (::setns(saved_fd_, CLONE_NEWNET) != 0) {
+    // Going on would run this thread's later work in the wrong namespace.
+    std::fprintf(stderr, "gridemu: fatal: cannot return to the original network namespace: %s\n",
+                 strerror(errno));
+    std::abort();
+  }
+  ::close(saved_fd_);
+}
 
 Result<NetnsId> GetNetnsId(const std::string& path) {
   const std::string p = path.empty() ? kSelfNetns : path;
@@ -77,19 +142,10 @@ Result<NetnsId> GetNetnsId(const std::string& path) {
 
 Status RunInNetns(const std::string& path, const std::function<Status()>& fn) {
   if (path.empty()) return fn();
-  GRIDEMU_ASSIGN_OR_RETURN(UniqueFd target, OpenNetns(path));
-  UniqueFd saved(::open(kSelfNetns, O_RDONLY | O_CLOEXEC));
-  if (!saved.valid()) return ErrnoStatus(errno, kSelfNetns);
-  if (::setns(target.get(), CLONE_NEWNET) != 0) {
-    return ErrnoStatus(errno, "entering network namespace " + path);
-  }
-  Status s = fn();
-  if (::setns(saved.get(), CLONE_NEWNET) != 0) {
-    std::fprintf(stderr, "netshape: cannot return from network namespace %s: %s; aborting\n",
-                 path.c_str(), strerror(errno));
-    std::abort();
-  }
-  return s;
+  GRIDEMU_ASSIGN_OR_RETURN(UniqueFd target, OpenNetnsFile(path));
+  Result<ScopedNetns> in = ScopedNetns::Enter(target.get());
+  if (!in.ok()) return in.status().WithContext("entering network namespace " + path);
+  return fn();
 }
 
 Result<std::string> FindProgram(const std::string& name) {

@@ -1,4 +1,4 @@
-#include "gridemu/agent/agent.h"
+#include "gridemu/node-agent/agent.h"
 
 #include <arpa/inet.h>
 
@@ -22,10 +22,11 @@
 #include <tuple>
 #include <zmq.hpp>
 
-#include "gridemu/agent/agent_convert.h"
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/runtime.h"
-#include "gridemu/agent/shard_applier.h"
+#include "gridemu/common/clock.h"
+#include "gridemu/node-agent/agent_convert.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/runtime.h"
+#include "gridemu/node-agent/shard_applier.h"
 #include "gridemu/netshape/shaper.h"
 #include "gridemu/v1/agent.pb.h"
 

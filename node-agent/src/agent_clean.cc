@@ -1,4 +1,4 @@
-#include "gridemu/agent/agent_clean.h"
+#include "gridemu/node-agent/agent_clean.h"
 
 #include <dirent.h>
 #include <unistd.h>
@@ -7,9 +7,9 @@
 #include <cstring>
 #include <set>
 
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/plumbing.h"
-#include "gridemu/agent/runtime.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/plumbing.h"
+#include "gridemu/node-agent/runtime.h"
 #include "gridemu/netshape/shaper.h"
 
 namespace gridemu::agent {

@@ -1,4 +1,4 @@
-#include "gridemu/agent/agent_convert.h"
+#include "gridemu/node-agent/agent_convert.h"
 
 #include <chrono>
 #include <cmath>
@@ -12,12 +12,6 @@ v1::Error ErrorFromStatus(const Status& status) {
   e.set_code(std::string(StatusCodeName(status.code())));
   e.set_message(status.message());
   return e;
-}
-
-uint64_t UnixNanosNow() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
 }
 
 }  // namespace gridemu::agent

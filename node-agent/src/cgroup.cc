@@ -1,4 +1,4 @@
-#include "gridemu/agent/cgroup.h"
+#include "gridemu/node-agent/cgroup.h"
 
 #include <signal.h>
 #include <unistd.h>

@@ -22,8 +22,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include "gridemu/agent/agent.h"
-#include "gridemu/agent/sim_agent.h"
+#include "gridemu/node-agent/agent.h"
+#include "gridemu/node-agent/sim_agent.h"
 
 namespace {
 

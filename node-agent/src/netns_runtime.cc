@@ -1,4 +1,4 @@
-#include "gridemu/agent/netns_runtime.h"
+#include "gridemu/node-agent/netns_runtime.h"
 
 #include <fcntl.h>
 #include <linux/magic.h>

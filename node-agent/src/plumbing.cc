@@ -1,7 +1,7 @@
 // Link plumbing over rtnetlink (plumbing.h). Messages are built with libnl's
 // message helpers so that every attribute is explicit (a veth request puts
 // IFLA_NET_NS_FD on both ends, which libnl's rtnl_link_veth API cannot).
-#include "gridemu/agent/plumbing.h"
+#include "gridemu/node-agent/plumbing.h"
 
 #include "plumbing_nl.h"
 

@@ -1,5 +1,5 @@
 // VXLAN link ends over rtnetlink with libnl-route (plumbing_vxlan.h).
-#include "gridemu/agent/plumbing_vxlan.h"
+#include "gridemu/node-agent/plumbing_vxlan.h"
 
 #include "plumbing_nl.h"
 

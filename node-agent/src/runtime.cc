@@ -1,6 +1,6 @@
-#include "gridemu/agent/runtime.h"
+#include "gridemu/node-agent/runtime.h"
 
-#include "gridemu/agent/netns_runtime.h"
+#include "gridemu/node-agent/netns_runtime.h"
 
 namespace gridemu::agent {
 

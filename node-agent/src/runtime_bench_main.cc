@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "gridemu/agent/netns_runtime.h"
+#include "gridemu/node-agent/netns_runtime.h"
 
 namespace {
 

@@ -13,38 +13,6 @@
 
 namespace gridemu::agent::internal {
 
-Status ErrnoStatus(int err, std::string_view what, std::string_view path) {
-  std::string msg(what);
-  if (!path.empty()) {
-    msg += ": ";
-    msg += path;
-  }
-  msg += ": ";
-  msg += std::strerror(err);
-  StatusCode code = StatusCode::kInternal;
-  switch (err) {
-    case ENOENT:
-      code = StatusCode::kNotFound;
-      break;
-    case EEXIST:
-      code = StatusCode::kAlreadyExists;
-      break;
-    case EPERM:
-    case EACCES:
-      code = StatusCode::kPermissionDenied;
-      break;
-    case ENOMEM:
-    case ENOSPC:
-    case EAGAIN:
-    case EMFILE:
-    case ENFILE:
-      code = StatusCode::kResourceExhausted;
-      break;
-    default:
-      break;
-  }
-  return Status(code, std::move(msg));
-}
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
   if (this != &o) reset(o.release());
@@ -56,22 +24,6 @@ void UniqueFd::reset(int fd) {
   fd_ = fd;
 }
 
-Result<std::string> ReadWholeFile(const std::string& path, size_t limit) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(errno, "open", path);
-  std::string out;
-  char buf[8192];
-  while (out.size() < limit) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, "read", path);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
 
 Status WriteKernelFile(const std::string& path, std::string_view data) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
@@ -84,30 +36,6 @@ Status WriteKernelFile(const std::string& path, std::string_view data) {
   return Status::Ok();
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view data) {
-  std::string tmp = path + ".tmp" + std::to_string(::getpid()) + "." +
-                    std::to_string(static_cast<unsigned long>(MonoNowNs() & 0xffffff));
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus(errno, "create", tmp);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = ErrnoStatus(errno, "write", tmp);
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    off += static_cast<size_t>(n);
-  }
-  fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status s = ErrnoStatus(errno, "rename to", path);
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return Status::Ok();
-}
 
 Status WriteNewFile(const std::string& path, std::string_view data) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -124,19 +52,6 @@ Status WriteNewFile(const std::string& path, std::string_view data) {
   return Status::Ok();
 }
 
-Status MakeDirs(const std::string& path) {
-  if (path.empty()) return InvalidArgumentError("MakeDirs: empty path");
-  // Retried: another process may remove an empty parent (e.g. the state root
-  // when its last experiment goes) between our two mkdirs.
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return Status::Ok();
-    if (errno != ENOENT) return ErrnoStatus(errno, "mkdir", path);
-    size_t slash = path.find_last_of('/');
-    if (slash == std::string::npos || slash == 0) return ErrnoStatus(ENOENT, "mkdir", path);
-    GRIDEMU_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash)));
-  }
-  return ErrnoStatus(ENOENT, "mkdir (parent keeps vanishing)", path);
-}
 
 namespace {
 
@@ -241,16 +156,6 @@ bool PathExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-int64_t WallNowNs() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 
-int64_t MonoNowNs() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 
 }  // namespace gridemu::agent::internal

@@ -10,14 +10,17 @@
 #include <string_view>
 #include <vector>
 
+#include "gridemu/common/clock.h"
+#include "gridemu/common/files.h"
 #include "gridemu/common/status.h"
 
 namespace gridemu::agent::internal {
 
-/// "what: path: strerror(err)" with a code chosen from errno (ENOENT ->
-/// kNotFound, EEXIST -> kAlreadyExists, EPERM/EACCES -> kPermissionDenied,
-/// ENOMEM/ENOSPC/EAGAIN -> kResourceExhausted, else kInternal).
-Status ErrnoStatus(int err, std::string_view what, std::string_view path = {});
+// Written once in common/ (files.h, clock.h) for every module.
+using ::gridemu::ErrnoStatus;
+using ::gridemu::MakeDirs;
+using ::gridemu::ReadWholeFile;
+using ::gridemu::WriteFileAtomic;
 
 /// Closes fd on destruction. Move-only.
 class UniqueFd {
@@ -42,19 +45,12 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-/// Reads a whole file (up to `limit` bytes). Errors: as ErrnoStatus.
-Result<std::string> ReadWholeFile(const std::string& path, size_t limit = 16 << 20);
 /// Writes `data` to path with one write(2) (O_WRONLY|O_CLOEXEC, no create,
 /// no truncate): the way kernel interface files (cgroupfs, procfs) want it.
 Status WriteKernelFile(const std::string& path, std::string_view data);
-/// Creates/truncates path with `data` (mode 0644), via a temporary file and
-/// rename so that readers never see a partial file.
-Status WriteFileAtomic(const std::string& path, std::string_view data);
 /// Creates path (which must not exist: O_EXCL, mode 0644) with `data`: for
 /// files in a directory nobody reads yet. Errors: kAlreadyExists, ErrnoStatus.
 Status WriteNewFile(const std::string& path, std::string_view data);
-/// mkdir -p with mode 0755. Existing directories are fine.
-Status MakeDirs(const std::string& path);
 /// rm -rf of a directory tree on one filesystem; never follows symlinks and
 /// never crosses into mounts (a mounted subdirectory is an error).
 /// Missing path is ok.
@@ -67,9 +63,5 @@ bool PathExists(const std::string& path);
 /// Paths longer than sun_path (108 bytes) go through
 /// /proc/self/fd/<dir fd>/<name>. Errors: as ErrnoStatus.
 Status UnixSocketAt(int fd, const std::string& path, bool listen);
-
-/// CLOCK_REALTIME / CLOCK_MONOTONIC in nanoseconds.
-int64_t WallNowNs();
-int64_t MonoNowNs();
 
 }  // namespace gridemu::agent::internal

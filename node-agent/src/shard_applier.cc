@@ -1,4 +1,4 @@
-#include "gridemu/agent/shard_applier.h"
+#include "gridemu/node-agent/shard_applier.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -17,7 +17,8 @@
 #include <sstream>
 #include <thread>
 
-#include "gridemu/agent/agent_convert.h"
+#include "gridemu/common/clock.h"
+#include "gridemu/node-agent/agent_convert.h"
 #include "gridemu/netshape/capabilities.h"
 
 namespace gridemu::agent {

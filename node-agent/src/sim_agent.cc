@@ -1,6 +1,6 @@
 // Simulated agents. See sim_agent.h.
 
-#include "gridemu/agent/sim_agent.h"
+#include "gridemu/node-agent/sim_agent.h"
 
 #include <google/protobuf/arena.h>
 #include <spdlog/spdlog.h>
@@ -21,8 +21,9 @@
 #include <unordered_set>
 #include <zmq.hpp>
 
-#include "gridemu/agent/agent_convert.h"
-#include "gridemu/agent/runtime.h"
+#include "gridemu/common/clock.h"
+#include "gridemu/node-agent/agent_convert.h"
+#include "gridemu/node-agent/runtime.h"
 #include "gridemu/v1/agent.pb.h"
 
 namespace gridemu::agent {

@@ -1,4 +1,4 @@
-#include "gridemu/agent/task.h"
+#include "gridemu/node-agent/task.h"
 
 #include <signal.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 // gridemu-vnode-init: PID 1 of a netns-runtime vnode, and its protocol codec.
 // Kept small: it runs once per vnode (1,000 per pnode), so it uses no threads,
 // no iostreams and no heap beyond a few strings per task.
-#include "gridemu/agent/vnode_init.h"
+#include "gridemu/node-agent/vnode_init.h"
 
 #include <fcntl.h>
 #include <net/if.h>
@@ -292,8 +292,6 @@ Result<Message> Decode(std::string_view datagram) {
 
 namespace {
 
-using internal::MonoNowNs;
-using internal::WallNowNs;
 
 // Receives one datagram and the descriptors that came with it (O_CLOEXEC).
 // Returns >0 on a message, 0 on EOF, -1 with errno otherwise.
@@ -518,7 +516,7 @@ void Init::ReadControl() {
 void Init::HandleExec(Exec e, std::vector<int>& fds) {
   auto fail = [&](int err, std::string msg) {
     for (int f : fds) ::close(f);
-    Send(StartFailed{e.task_id, err, std::move(msg), WallNowNs(), MonoNowNs()});
+    Send(StartFailed{e.task_id, err, std::move(msg), UnixNanosNow(), MonotonicNanosNow()});
   };
   if (fds.size() < 2 || e.argv.empty()) {
     fail(EINVAL, "exec request without argv or output descriptors");
@@ -539,8 +537,8 @@ void Init::HandleExec(Exec e, std::vector<int>& fds) {
   for (std::string& v : e.env) envp.push_back(v.data());
   envp.push_back(nullptr);
 
-  const int64_t start_wall = WallNowNs();
-  const int64_t start_mono = MonoNowNs();
+  const int64_t start_wall = UnixNanosNow();
+  const int64_t start_mono = MonotonicNanosNow();
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
@@ -606,7 +604,7 @@ void Init::HandleExec(Exec e, std::vector<int>& fds) {
       msg.assign(buf + sizeof(int), static_cast<size_t>(n) - sizeof(int));
     }
     if (cg_fd >= 0) ::close(cg_fd);
-    Send(StartFailed{e.task_id, err, msg, WallNowNs(), MonoNowNs()});
+    Send(StartFailed{e.task_id, err, msg, UnixNanosNow(), MonotonicNanosNow()});
     return;
   }
   InitTask t;
@@ -670,8 +668,8 @@ void Init::Reap() {
     if (it == tasks_.end()) continue;  // an orphan: reaped, nothing to report
     InitTask t = *it;
     tasks_.erase(it);
-    const int64_t end_wall = WallNowNs();
-    const int64_t end_mono = MonoNowNs();
+    const int64_t end_wall = UnixNanosNow();
+    const int64_t end_mono = MonotonicNanosNow();
     if (t.kill_leftovers) Sweep(t);
     if (t.cgroup_fd >= 0) ::close(t.cgroup_fd);
     Send(Exited{t.id, st, t.timed_out, t.start_wall, t.start_mono, end_wall, end_mono});
@@ -679,7 +677,7 @@ void Init::Reap() {
 }
 
 void Init::CheckDeadlines() {
-  const int64_t now = MonoNowNs();
+  const int64_t now = MonotonicNanosNow();
   for (size_t i = 0; i < tasks_.size(); ++i) {
     InitTask& t = tasks_[i];
     if (t.deadline_mono == 0 || t.timed_out || now < t.deadline_mono) continue;
@@ -696,7 +694,7 @@ int Init::PollTimeoutMs() const {
     }
   }
   if (next == 0) return -1;
-  int64_t ms = (next - MonoNowNs() + 999999) / 1000000;
+  int64_t ms = (next - MonotonicNanosNow() + 999999) / 1000000;
   return static_cast<int>(std::clamp<int64_t>(ms, 0, 1 << 30));
 }
 

@@ -29,8 +29,8 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "gridemu/agent/agent.h"
-#include "gridemu/agent/agent_clean.h"
+#include "gridemu/node-agent/agent.h"
+#include "gridemu/node-agent/agent_clean.h"
 #include "gridemu/controller/shard_builder.h"
 #include "gridemu/experiments/parse.h"
 #include "gridemu/topology/addressing.h"

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e_util.h"
-#include "gridemu/agent/agent_clean.h"
+#include "gridemu/node-agent/agent_clean.h"
 
 namespace gridemu::e2e {
 namespace {

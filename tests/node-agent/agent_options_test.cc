@@ -2,7 +2,7 @@
 // needed: the checks come first).
 #include <gtest/gtest.h>
 
-#include "gridemu/agent/agent.h"
+#include "gridemu/node-agent/agent.h"
 
 namespace gridemu::agent {
 namespace {

@@ -18,9 +18,9 @@
 #include <sstream>
 #include <thread>
 
-#include "gridemu/agent/agent_convert.h"
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/shard_applier.h"
+#include "gridemu/node-agent/agent_convert.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/shard_applier.h"
 #include "gridemu/netshape/capabilities.h"
 #include "gridemu/netshape/shaper.h"
 

@@ -4,8 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "gridemu/agent/agent_convert.h"
-#include "gridemu/agent/shard_applier.h"
+#include "gridemu/common/clock.h"
+#include "gridemu/node-agent/agent_convert.h"
+#include "gridemu/node-agent/shard_applier.h"
 
 namespace gridemu::agent {
 namespace {
@@ -98,7 +99,7 @@ TEST(AgentConvert, ErrorFromStatus) {
   v1::Error e = ErrorFromStatus(NotFoundError("no link x"));
   EXPECT_EQ(e.code(), "not found");
   EXPECT_EQ(e.message(), "no link x");
-  EXPECT_GT(UnixNanosNow(), 1'600'000'000'000'000'000u);
+  EXPECT_GT(UnixNanosNow(), int64_t{1'600'000'000'000'000'000});
 }
 
 TEST(ShardCheck, AcceptsAGoodShard) {

@@ -4,7 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "gridemu/agent/cgroup.h"
+#include "gridemu/node-agent/cgroup.h"
 
 namespace gridemu::agent {
 namespace {

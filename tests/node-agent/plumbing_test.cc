@@ -1,6 +1,6 @@
 // Unit tests of the plumbing API that need no privileges: validation,
 // namespace references, and the generic Apply()/DeleteTagged() logic over a fake.
-#include "gridemu/agent/plumbing.h"
+#include "gridemu/node-agent/plumbing.h"
 
 #include <gtest/gtest.h>
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "gridemu/agent/plumbing.h"
-#include "gridemu/agent/plumbing_vxlan.h"
+#include "gridemu/node-agent/plumbing.h"
+#include "gridemu/node-agent/plumbing_vxlan.h"
 
 namespace gridemu::agent {
 namespace {

@@ -19,9 +19,9 @@
 #include <sstream>
 #include <thread>
 
-#include "gridemu/agent/cgroup.h"
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/runtime.h"
+#include "gridemu/node-agent/cgroup.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/runtime.h"
 
 namespace gridemu::agent {
 namespace {

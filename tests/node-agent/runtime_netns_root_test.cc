@@ -23,8 +23,8 @@
 #include <sstream>
 #include <thread>
 
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/runtime.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/runtime.h"
 
 namespace gridemu::agent {
 namespace {

@@ -7,10 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "gridemu/agent/netns_runtime.h"
-#include "gridemu/agent/runtime.h"
-#include "gridemu/agent/task.h"
-#include "gridemu/agent/vnode_init.h"
+#include "gridemu/node-agent/netns_runtime.h"
+#include "gridemu/node-agent/runtime.h"
+#include "gridemu/node-agent/task.h"
+#include "gridemu/node-agent/vnode_init.h"
 
 namespace gridemu::agent {
 namespace {

@@ -3,7 +3,7 @@
 // idempotency, errors, exec/signal/events/teardown), and 20 of them in one
 // SimAgents serving a real Controller that places an experiment across them
 // with METIS, runs it and tears it down. No privileges needed.
-#include "gridemu/agent/sim_agent.h"
+#include "gridemu/node-agent/sim_agent.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "gridemu/agent/plumbing.h"
+#include "gridemu/node-agent/plumbing.h"
 #include "gridemu/topology/addressing.h"
 
 namespace gridemu {

@@ -62,8 +62,8 @@
 #include <string_view>
 #include <vector>
 
-#include "gridemu/agent/plumbing.h"
-#include "gridemu/agent/plumbing_netns.h"
+#include "gridemu/node-agent/plumbing.h"
+#include "gridemu/netshape/netns.h"
 #include "gridemu/common/status.h"
 
 namespace gridemu::agent {

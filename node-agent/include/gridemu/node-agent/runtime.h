@@ -25,8 +25,8 @@
 #include <string_view>
 #include <vector>
 
-#include "gridemu/agent/cgroup.h"
-#include "gridemu/agent/task.h"
+#include "gridemu/node-agent/cgroup.h"
+#include "gridemu/node-agent/task.h"
 #include "gridemu/common/status.h"
 
 namespace gridemu::agent {

@@ -31,10 +31,10 @@
 #include <string_view>
 #include <vector>
 
-#include "gridemu/agent/cgroup.h"
-#include "gridemu/agent/runtime.h"
-#include "gridemu/agent/task.h"
-#include "gridemu/agent/vnode_init.h"
+#include "gridemu/node-agent/cgroup.h"
+#include "gridemu/node-agent/runtime.h"
+#include "gridemu/node-agent/task.h"
+#include "gridemu/node-agent/vnode_init.h"
 #include "gridemu/common/status.h"
 
 namespace gridemu::agent {

@@ -25,10 +25,15 @@
 #include <string_view>
 #include <vector>
 
-#include "gridemu/agent/plumbing_netns.h"
+#include "gridemu/netshape/netns.h"
 #include "gridemu/common/status.h"
 
 namespace gridemu::agent {
+
+// The namespace abstraction is netshape's (netns.h), shared with the shaping.
+using netshape::NetnsRef;
+using netshape::OpenNetns;
+using netshape::ScopedNetns;
 
 /// A veth pair: end a named `name_a` in `ns_a`, end b named `name_b` in `ns_b`.
 /// Both ends are created in their namespaces directly (never in the home

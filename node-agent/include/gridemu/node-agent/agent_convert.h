@@ -27,7 +27,4 @@ inline v1::LinkProfile ProfileToProto(const LinkProfile& profile) {
 /// A v1::Error for a non-ok status: code = StatusCodeName(), message.
 v1::Error ErrorFromStatus(const Status& status);
 
-/// Nanoseconds since the Unix epoch, now.
-uint64_t UnixNanosNow();
-
 }  // namespace gridemu::agent

@@ -53,7 +53,7 @@
 #include <optional>
 #include <string>
 
-#include "gridemu/agent/cgroup.h"
+#include "gridemu/node-agent/cgroup.h"
 #include "gridemu/common/status.h"
 #include "gridemu/netshape/capabilities.h"
 

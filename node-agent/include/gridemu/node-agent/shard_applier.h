@@ -57,9 +57,9 @@
 #include <string>
 #include <vector>
 
-#include "gridemu/agent/plumbing.h"
-#include "gridemu/agent/plumbing_vxlan.h"
-#include "gridemu/agent/runtime.h"
+#include "gridemu/node-agent/plumbing.h"
+#include "gridemu/node-agent/plumbing_vxlan.h"
+#include "gridemu/node-agent/runtime.h"
 #include "gridemu/common/status.h"
 #include "gridemu/netshape/shaper.h"
 #include "gridemu/v1/agent.pb.h"
