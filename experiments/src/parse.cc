@@ -18,6 +18,7 @@
 #include "gridemu/common/units.h"
 #include "gridemu/topology/selector.h"
 #include "gridemu/topology/yaml.h"
+#include "gridemu/topology/yaml_reader.h"
 
 namespace gridemu::experiments {
 namespace {
@@ -35,8 +36,8 @@ using topology::YamlEntry;
 using topology::YamlMap;
 
 constexpr std::string_view kTopKeys[] = {
-    "name",     "slice",    "seed",   "duration", "description", "on_pnode_failure",
-    "topology", "workload", "events", "collect", "shared", "prepare", "analyze"};
+    "name",     "slice",  "seed",    "duration", "description", "on_pnode_failure", "topology",
+    "workload", "events", "collect", "shared",   "prepare",     "analyze"};
 constexpr std::string_view kTaskKeys[] = {"name", "on",   "at",      "stagger", "run",
                                           "argv", "wait", "timeout", "env"};
 constexpr std::string_view kEventKeys[] = {"at", "link",  "set",    "down",
@@ -94,7 +95,8 @@ class DocumentCounter : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
   void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                        YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
@@ -269,7 +271,8 @@ class ExperimentParser {
       std::vector<VnodeId> all;
       std::unordered_map<VnodeId, size_t> seen;
       bool ok = e.value.size() > 0;
-      if (!ok) ctx_.Error(e.at(), e.field + ": expected a selector or a non-empty list of selectors");
+      if (!ok)
+        ctx_.Error(e.at(), e.field + ": expected a selector or a non-empty list of selectors");
       for (size_t i = 0; i < e.value.size(); ++i) {
         YamlEntry item{e.key, e.field + "[" + std::to_string(i) + "]", e.key_node, e.value[i]};
         std::string one;
