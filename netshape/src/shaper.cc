@@ -357,6 +357,43 @@ Status Shaper::RemoveMany(std::vector<std::unique_ptr<ShapedLink>>& links) {
 
 // ---------------------------------------------------------------------------------------
 
+Result<std::vector<std::unique_ptr<ShapedDirection>>> Shaper::ShapeDirections(
+    const std::vector<ShapeRequest>& requests) {
+  GRIDEMU_ASSIGN_OR_RETURN(auto links, ShapeMany(requests));
+  std::vector<std::unique_ptr<ShapedDirection>> out;
+  out.reserve(links.size());
+  for (auto& l : links) out.push_back(std::move(l));
+  return out;
+}
+
+Status Shaper::RemoveDirections(std::vector<std::unique_ptr<ShapedDirection>>& directions) {
+  std::vector<std::unique_ptr<ShapedLink>> links;
+  Status first;
+  for (auto& d : directions) {
+    if (d == nullptr) continue;
+    auto* l = dynamic_cast<ShapedLink*>(d.get());
+    if (l == nullptr || l->shaper_ != this) {
+      if (first.ok()) first = InvalidArgumentError("RemoveDirections: not a direction of this Shaper");
+      continue;
+    }
+    d.release();
+    links.emplace_back(l);
+  }
+  directions.erase(std::remove(directions.begin(), directions.end(), nullptr), directions.end());
+  Status st = RemoveMany(links);
+  return first.ok() ? st : first;
+}
+
+Result<int> Shaper::RemoveLeftoverRules(const std::string& netns_path,
+                                        const std::string& tag_prefix) {
+  return netshape::RemoveLeftoverRules(netns_path, tag_prefix);
+}
+
+Result<bool> Shaper::RemoveLeftoverQdisc(const std::string& netns_path,
+                                         const std::string& ifname) {
+  return netshape::RemoveLeftoverQdisc(netns_path, ifname);
+}
+
 ShapedLink::~ShapedLink() { (void)Remove(); }
 
 Status ShapedLink::SetGso(uint32_t segs) {

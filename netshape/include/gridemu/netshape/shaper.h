@@ -56,35 +56,11 @@
 #include "gridemu/netshape/capabilities.h"
 #include "gridemu/netshape/delay_line.h"
 #include "gridemu/netshape/netns.h"
+#include "gridemu/netshape/link_shaper.h"
 #include "gridemu/netshape/plan.h"
+#include "gridemu/netshape/shape_request.h"
 
 namespace gridemu::netshape {
-
-/// An interface inside a network namespace (netns.h for the path forms).
-struct Endpoint {
-  std::string netns;   ///< "/var/run/netns/NAME", "/proc/PID/ns/net", "" = current
-  std::string ifname;  ///< interface name inside that namespace
-};
-
-/// Counters of one shaped direction, readable while it runs. Cumulative, except
-/// held_packets. Sources: userspace backend: the delay line (passed, loss, delayed,
-/// duplicated, reordered, held) plus the HTB class (overflow drops, or passed when there
-/// is no delay line) and the kernel's NFQUEUE drops (overflow); netem backend: the HTB
-/// class and the netem qdisc stats (netem keeps no duplicate/reorder counters: 0; without
-/// HTB, netem's overflow drops cannot be told from its losses and count as loss).
-struct Counters {
-  uint64_t passed_packets = 0;            ///< delivered past the shaping (to the receiver)
-  uint64_t passed_bytes = 0;              ///< their bytes (L2 from qdiscs, L3 from the delay line)
-  uint64_t loss_dropped_packets = 0;      ///< dropped by the loss model
-  uint64_t overflow_dropped_packets = 0;  ///< dropped by a full queue (tail drop)
-  uint64_t delayed_packets = 0;           ///< packets that were held for a delay
-  uint64_t duplicated_packets = 0;
-  uint64_t reordered_packets = 0;
-  uint64_t held_packets = 0;  ///< in the queues/delay line now
-
-  /// "passed 10/14800B loss 1 overflow 0 delayed 10 dup 0 reorder 0 held 0".
-  std::string ToString() const;
-};
 
 /// Shaper options.
 struct ShaperOptions {
@@ -97,29 +73,6 @@ struct ShaperOptions {
   uint32_t default_queue_packets = 1000;  ///< tail-drop limit when a profile sets no queue
 };
 
-/// One direction to shape.
-struct ShapeRequest {
-  /// Where the traffic leaves (HTB/netem on its egress). With half == kReceiverOnly it is
-  /// on another host: not touched (its ifname may be empty).
-  Endpoint sender;
-  /// Where it arrives (delay line on its ingress; userspace backend). With half ==
-  /// kSenderOnly it is on another host: not touched (its ifname may be empty).
-  Endpoint receiver;
-  LinkProfile profile;
-  /// Identifies the direction in rule comments ("gridemu:<tag>"): [A-Za-z0-9_.:/-], at
-  /// most 200 characters, unique on the host, e.g. "<experiment>:<link>:fwd".
-  std::string tag;
-  Direction direction = Direction::kForward;
-  /// Names the direction's random stream (loss, jitter, ... decisions derive from
-  /// ShaperOptions::seed, this name and `direction`); "" = the tag. Give a name that is
-  /// stable across runs (e.g. the link's id) for reproducible experiments.
-  std::string stream{};
-  /// Which half of the direction this host builds (plan.h ShapeHalf); kBoth = both
-  /// interfaces are here. GetCounters() then reports what this half has: the HTB class
-  /// (passed, overflow drops) for a sender half, the delay line for a receiver half.
-  ShapeHalf half = ShapeHalf::kBoth;
-};
-
 class Shaper;
 namespace detail {
 struct NetnsCtx;
@@ -127,9 +80,9 @@ struct NetnsCtx;
 
 /// A shaped direction. Thread-safe. Destroying it removes the shaping (errors ignored;
 /// call Remove() to see them). Must not outlive its Shaper.
-class ShapedLink {
+class ShapedLink final : public ShapedDirection {
  public:
-  ~ShapedLink();
+  ~ShapedLink() override;
   ShapedLink(const ShapedLink&) = delete;
   ShapedLink& operator=(const ShapedLink&) = delete;
 
@@ -139,14 +92,14 @@ class ShapedLink {
   /// update (userspace) and leaves rate, loss and queued packets alone; a rate change is
   /// an HTB class change. Errors: as Shaper::Shape for the merged profile; on error the
   /// previous shaping stays. kFailedPrecondition after Remove().
-  Status Change(const LinkProfile& changes);
+  Status Change(const LinkProfile& changes) override;
   /// Counters, read from the delay line (atomics) and the kernel (qdisc/class stats, and
   /// the NFQUEUE drop counters). Errors: kFailedPrecondition after Remove(); netlink errors.
-  Result<Counters> GetCounters();
+  Result<Counters> GetCounters() override;
   /// Removes everything this direction created. Idempotent.
-  Status Remove();
+  Status Remove() override;
 
-  const LinkProfile& profile() const { return profile_; }
+  const LinkProfile& profile() const override { return profile_; }
   const Plan& plan() const { return plan_; }
   const ShapeRequest& request() const { return request_; }
   /// The NFQUEUE number in the receiver's namespace, or -1 without a delay line.
@@ -174,15 +127,15 @@ class ShapedLink {
 /// Shapes link directions with one backend. Thread-safe. Owns the delay-line engine (one
 /// per process: create a single Shaper per process when the userspace backend is used).
 /// Destroying it removes every direction still shaped and stops the engine.
-class Shaper {
+class Shaper final : public LinkShaper {
  public:
   /// Probes the kernel (unless options.capabilities is given) and selects the backend.
   /// Errors: as ProbeCapabilities and SelectBackend.
   static Result<std::unique_ptr<Shaper>> Create(const ShaperOptions& options);
-  ~Shaper();
+  ~Shaper() override;
 
-  Backend backend() const { return backend_; }
-  const Capabilities& capabilities() const { return caps_; }
+  Backend backend() const override { return backend_; }
+  const Capabilities& capabilities() const override { return caps_; }
 
   /// Shapes one direction. Errors: the profile's (kInvalidArgument, LinkProfile::Validate),
   /// the backend's (kUnimplemented, CheckBackendSupports: "<field>: not supported by the
@@ -199,6 +152,18 @@ class Shaper {
   /// Removes many directions, batching the rule deletions per namespace. Links already
   /// removed are skipped. Returns the first error but removes all it can.
   Status RemoveMany(std::vector<std::unique_ptr<ShapedLink>>& links);
+
+  // LinkShaper: ShapeMany / RemoveMany for directions handed out as the
+  // interface (RemoveDirections refuses, with kInvalidArgument, a direction
+  // that is not one of this Shaper's ShapedLinks, and removes the others),
+  // and the free functions below.
+  Result<std::vector<std::unique_ptr<ShapedDirection>>> ShapeDirections(
+      const std::vector<ShapeRequest>& requests) override;
+  Status RemoveDirections(std::vector<std::unique_ptr<ShapedDirection>>& directions) override;
+  Result<int> RemoveLeftoverRules(const std::string& netns_path,
+                                  const std::string& tag_prefix) override;
+  Result<bool> RemoveLeftoverQdisc(const std::string& netns_path,
+                                   const std::string& ifname) override;
 
   /// The delay line, once started (nullptr before the first userspace delay line).
   DelayLine* delay_line() { return delay_line_.get(); }
