@@ -1,5 +1,5 @@
 // The local agent of `gridemu run`: node-agent's Agent on a thread of its own,
-// or a SimAgent. See run.h.
+// or the process agent. See run.h.
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gridemu/node-agent/agent.h"
+#include "gridemu/node-agent/process_agent.h"
 #include "gridemu/cli/run.h"
 
 namespace gridemu::cli {
@@ -39,23 +40,23 @@ class RealLocalAgent : public LocalAgent {
 
 class SimLocalAgent : public LocalAgent {
  public:
-  explicit SimLocalAgent(std::unique_ptr<SimAgent> a) : agent_(std::move(a)) {}
+  explicit SimLocalAgent(std::unique_ptr<agent::ProcessAgent> a) : agent_(std::move(a)) {}
   void Stop() override { agent_->Stop(); }
 
  private:
-  std::unique_ptr<SimAgent> agent_;
+  std::unique_ptr<agent::ProcessAgent> agent_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<LocalAgent>> StartLocalAgent(const LocalAgentOptions& options) {
   if (options.simulate) {
-    SimAgentOptions so;
+    agent::ProcessAgentOptions so;
     so.controller = options.endpoint;
     so.context = options.context;
     so.host_id = "local-sim";
     so.heartbeat = std::chrono::milliseconds(500);
-    GRIDEMU_ASSIGN_OR_RETURN(std::unique_ptr<SimAgent> a, SimAgent::Start(so));
+    GRIDEMU_ASSIGN_OR_RETURN(std::unique_ptr<agent::ProcessAgent> a, agent::ProcessAgent::Start(so));
     return std::unique_ptr<LocalAgent>(new SimLocalAgent(std::move(a)));
   }
   if (!options.log_path.empty()) {

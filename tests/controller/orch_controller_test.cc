@@ -1,5 +1,5 @@
 // The Controller (controller.h) driven end to end by the simulated agent
-// (cli/run.h SimAgent: tasks are host processes) over inproc:// and ipc://:
+// (node-agent/process_agent.h: tasks are host processes) over inproc:// and ipc://:
 // lifecycle, failures, cancel, heartbeat timeout, malformed messages and a
 // controller restart (resume or fail, never hang). No privileges needed.
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "gridemu/cli/run.h"
 #include "gridemu/controller/controller.h"
+#include "gridemu/node-agent/process_agent.h"
 #include "gridemu/controller/results.h"
 #include "gridemu/v1/agent.pb.h"
 
@@ -98,11 +98,11 @@ class OrchControllerTest : public ::testing::Test {
     controller_ = std::move(c).value();
   }
 
-  void StartAgent(cli::SimAgentOptions o = {}) {
+  void StartAgent(agent::ProcessAgentOptions o = {}) {
     o.controller = endpoint_;
     o.context = endpoint_.rfind("inproc://", 0) == 0 ? &context_ : nullptr;
     if (o.work_dir.empty()) o.work_dir = dir_ + "/agent";
-    auto a = cli::SimAgent::Start(std::move(o));
+    auto a = agent::ProcessAgent::Start(std::move(o));
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     agent_ = std::move(a).value();
     ASSERT_TRUE(controller_->WaitForAgents(1, seconds(10)));
@@ -161,7 +161,7 @@ class OrchControllerTest : public ::testing::Test {
   std::mutex log_mu_;
   std::vector<std::string> log_;
   std::unique_ptr<Controller> controller_;
-  std::unique_ptr<cli::SimAgent> agent_;
+  std::unique_ptr<agent::ProcessAgent> agent_;
 };
 
 TEST_F(OrchControllerTest, DeployRunTasksExitFinish) {
@@ -274,7 +274,7 @@ TEST_F(OrchControllerTest, FailingAndTimedOutTasksAndDurationEnd) {
 
 TEST_F(OrchControllerTest, DeployFailureFailsWithTheAgentsErrorsAndTearsDown) {
   StartController(Options());
-  cli::SimAgentOptions o;
+  agent::ProcessAgentOptions o;
   o.fail_deploy = "cannot create namespace: out of memory";
   StartAgent(o);
   const std::string id =
@@ -296,7 +296,7 @@ TEST_F(OrchControllerTest, DeployTimeoutFails) {
   ControllerOptions opt = Options();
   opt.deploy_timeout = milliseconds(400);
   StartController(opt);
-  cli::SimAgentOptions o;
+  agent::ProcessAgentOptions o;
   o.never_ready = true;
   StartAgent(o);
   const std::string id = Submit(Experiment("dt", "  - {name: t, on: h1, run: 'true'}\n"));
@@ -360,7 +360,7 @@ TEST_F(OrchControllerTest, CancelMidRunTearsDownAndMarksCancelled) {
 
 TEST_F(OrchControllerTest, CancelDuringDeployThroughTheService) {
   StartController(Options());
-  cli::SimAgentOptions o;
+  agent::ProcessAgentOptions o;
   o.never_ready = true;
   StartAgent(o);
   const std::string id = Submit(Experiment("cd", "  - {name: t, on: h1, run: 'true'}\n"));
@@ -537,7 +537,7 @@ TEST_F(OrchRestartTest, RunningExperimentFailsWhenTheAgentLostTheShard) {
 
 TEST_F(OrchRestartTest, AnAgentThatNeverSaysHelloAgainIsRegisteredFromItsRecordAndCleaned) {
   StartController(Options());
-  cli::SimAgentOptions o;
+  agent::ProcessAgentOptions o;
   o.rehello_on_error = false;
   StartAgent(o);
   const std::string id =
@@ -562,7 +562,7 @@ TEST_F(OrchRestartTest, AnAgentThatNeverSaysHelloAgainIsRegisteredFromItsRecordA
 
 TEST_F(OrchControllerTest, LostAgentThatComesBackWithoutHelloGetsTheTeardownItMissed) {
   StartController(Options());
-  cli::SimAgentOptions o;
+  agent::ProcessAgentOptions o;
   o.rehello_on_error = false;
   StartAgent(o);
   const std::string id =
@@ -580,7 +580,7 @@ TEST_F(OrchControllerTest, LostAgentThatComesBackWithoutHelloGetsTheTeardownItMi
 
 TEST_F(OrchRestartTest, DeployingExperimentIsFailedAndTornDown) {
   StartController(Options());
-  cli::SimAgentOptions o;
+  agent::ProcessAgentOptions o;
   o.never_ready = true;
   StartAgent(o);
   const std::string id = Submit(Experiment("dep", "  - {name: t, on: h1, run: 'true'}\n"));

@@ -4,7 +4,7 @@
 //    pnodes, the cross-pnode link in both shards with its tunnel, link events
 //    sent to both pnodes, node actions to the vnode's pnode, disjoint VNI
 //    blocks for concurrent experiments, the placement report in the store;
-//  - SimAgents (cli/run.h) without addresses: an infeasible experiment refused
+//  - process agents (node-agent/process_agent.h) without addresses: an infeasible experiment refused
 //    at Submit (nothing stored), a cross-pnode link to a pnode without an
 //    address failed before any DeployShard, a lost pnode under
 //    on_pnode_failure: fail and continue (its vnodes named), and a restarted
@@ -24,8 +24,8 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "gridemu/cli/run.h"
 #include "gridemu/controller/controller.h"
+#include "gridemu/node-agent/process_agent.h"
 #include "gridemu/controller/placement.h"
 #include "gridemu/v1/agent.pb.h"
 
@@ -219,14 +219,14 @@ class MultiPnodeTest : public ::testing::Test {
     EXPECT_TRUE(controller_->WaitForAgents(fakes_.size() + sims_.size(), seconds(10)));
     return *fakes_.back();
   }
-  cli::SimAgent& AddSim(const std::string& host, uint32_t max_vnodes = 0) {
-    cli::SimAgentOptions o;
+  agent::ProcessAgent& AddSim(const std::string& host, uint32_t max_vnodes = 0) {
+    agent::ProcessAgentOptions o;
     o.controller = endpoint_;
     o.context = &context_;
     o.host_id = host;
     o.max_vnodes = max_vnodes;
     o.work_dir = dir_ + "/agent-" + host;
-    auto a = cli::SimAgent::Start(std::move(o));
+    auto a = agent::ProcessAgent::Start(std::move(o));
     EXPECT_TRUE(a.ok()) << a.status().ToString();
     sims_.push_back(std::move(a).value());
     EXPECT_TRUE(controller_->WaitForAgents(fakes_.size() + sims_.size(), seconds(10)));
@@ -261,7 +261,7 @@ class MultiPnodeTest : public ::testing::Test {
   std::string dir_, endpoint_;
   std::unique_ptr<Controller> controller_;
   std::vector<std::unique_ptr<FakeAgent>> fakes_;
-  std::vector<std::unique_ptr<cli::SimAgent>> sims_;
+  std::vector<std::unique_ptr<agent::ProcessAgent>> sims_;
 };
 
 // h1 on fa; h2, h3 on fb (pinned): h1--h2 crosses, h2--h3 does not.
@@ -502,8 +502,8 @@ std::string HalvesYaml(const std::string& name, const std::string& policy) {
 
 TEST_F(MultiPnodeTest, LostPnodeFailsTheExperimentAndNamesItsVnodes) {
   StartController(Options());
-  cli::SimAgent& sa = AddSim("sa");
-  cli::SimAgent& sb = AddSim("sb");
+  agent::ProcessAgent& sa = AddSim("sa");
+  agent::ProcessAgent& sb = AddSim("sb");
   const std::string id = Submit(HalvesYaml("lostfail", "fail"));
   ASSERT_TRUE(WaitState(id, S::kRunning));
   ASSERT_TRUE(Eventually([&] { return sb.Stats().processes == 1; }));
@@ -526,8 +526,8 @@ TEST_F(MultiPnodeTest, LostPnodeFailsTheExperimentAndNamesItsVnodes) {
 
 TEST_F(MultiPnodeTest, LostPnodeWithContinueGoesOnAndTheAgentIsKeptWhenBack) {
   StartController(Options());
-  cli::SimAgent& sa = AddSim("sa");
-  cli::SimAgent& sb = AddSim("sb");
+  agent::ProcessAgent& sa = AddSim("sa");
+  agent::ProcessAgent& sb = AddSim("sb");
   const std::string id = Submit(HalvesYaml("lostcont", "continue"));
   ASSERT_TRUE(WaitState(id, S::kRunning));
   ASSERT_TRUE(Eventually([&] { return sb.Stats().processes == 1; }));

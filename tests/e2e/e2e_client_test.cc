@@ -13,8 +13,8 @@
 
 #include "e2e_util.h"
 #include "gridemu/cli/client.h"
-#include "gridemu/cli/run.h"
 #include "gridemu/controller/controller.h"
+#include "gridemu/node-agent/process_agent.h"
 #include "gridemu/controller/http_api.h"
 #include "gridemu/controller/placement.h"
 
@@ -44,10 +44,10 @@ class ClientTest : public ::testing::Test {
     auto s = controller::HttpApiServer::Start(controller_->service(), h);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(s).value();
-    cli::SimAgentOptions a;
+    agent::ProcessAgentOptions a;
     a.controller = "inproc://client-test";
     a.context = &context_;
-    auto agent = cli::SimAgent::Start(a);
+    auto agent = agent::ProcessAgent::Start(a);
     ASSERT_TRUE(agent.ok());
     agent_ = std::move(agent).value();
     ASSERT_TRUE(controller_->WaitForAgents(1, seconds(10)));
@@ -68,7 +68,7 @@ class ClientTest : public ::testing::Test {
   zmq::context_t context_{1};
   std::unique_ptr<controller::Controller> controller_;
   std::unique_ptr<controller::HttpApiServer> server_;
-  std::unique_ptr<cli::SimAgent> agent_;
+  std::unique_ptr<agent::ProcessAgent> agent_;
   cli::ClientArgs args_;
 };
 
@@ -129,11 +129,11 @@ TEST_F(ClientTest, SubmitStatusLogsResults) {
 }
 
 TEST_F(ClientTest, MultiPnodeStatusLostVnodesAndInfeasibleSubmit) {
-  cli::SimAgentOptions a;
+  agent::ProcessAgentOptions a;
   a.controller = "inproc://client-test";
   a.context = &context_;
   a.host_id = "sim2";
-  auto agent2 = cli::SimAgent::Start(a);
+  auto agent2 = agent::ProcessAgent::Start(a);
   ASSERT_TRUE(agent2.ok());
   ASSERT_TRUE(controller_->WaitForAgents(2, seconds(10)));
   std::ostringstream out, err;

@@ -1,50 +1,17 @@
-// The agent daemon (DESIGN.md §1, §7): one per pnode. A ZeroMQ DEALER socket
-// (routing id = host id) connected to the controller's ROUTER, speaking
-// v1::Envelope (one protobuf per ZeroMQ message, no other frames).
+// The agent daemon (DESIGN.md §1, §7): one per pnode. An AgentCore
+// (agent_core.h: the conversation, answer cache, generations and error
+// codes) over a PnodeBackend (pnode_backend.h: vnodes, links, shaping and
+// tasks through the ShardApplier and the vnode runtime), served by an
+// AgentLoop (agent_loop.h: one ZeroMQ DEALER socket, routing id = host id,
+// connected to the controller's ROUTER).
 //
-// Conversation:
-//   agent -> AgentHello (capacity, capabilities, `held`: experiments whose
-//            objects it found on the pnode, or that it runs, then with the
-//            latest TaskEvent of each of their tasks), again every hello_retry
-//            until a Welcome arrives, and again when the controller answers
-//            a heartbeat with Error "failed precondition" (it restarted and
-//            does not know the agent any more);
-//   Welcome -> the agent adopts the `keep` experiments and removes every other
-//            it holds, and says so unsolicited (request_id 0, the experiment's
-//            id and generation in the envelope): ShardStatus READY for each
-//            adopted experiment (FAILED, and removed, when it could not be
-//            adopted, e.g. its deploy never finished), TornDown for each
-//            removed one; heartbeats every Welcome.heartbeat_interval_ms (or
-//            AgentOptions::heartbeat);
-//   DeployShard -> ShardStatus DEPLOYING (done/total, after each batch), then
-//            READY or FAILED (with per-object errors);
-//   Exec -> TaskEvent STARTED, later EXITED (or FAILED_TO_START); Signal -> the
-//            TaskEvent of the task's end follows (no other answer on success);
-//   ApplyEvent -> EventApplied; MetricsBatch every shard metrics interval;
-//   Teardown -> TornDown.
-// Answers carry the request's request_id, experiment_id and generation.
-// Requests the agent cannot accept get an Error (code = StatusCodeName) and
-// change nothing: unparsable bytes or an empty body ("invalid argument"), a
-// message type the agent does not take, a request before Welcome, for an
-// experiment that is not deployed (Exec/Signal/ApplyEvent before READY:
-// "failed precondition"), naming an unknown link, vnode or task ("not found"),
-// or for an older generation than the one deployed ("failed precondition").
-// Idempotency: the answers to each (experiment id, generation, request id) are
-// remembered (the last 65,536 requests); a repeated request gets them again
-// and has no second effect.
+// Create() wires the real kernel: the netns runtime, the shaper (probed
+// once), the netlink plumbing and the shard records; tests that want fakes
+// build the same parts by hand (pnode_backend.h, shard_applier.h).
 //
-// Generations: Exec, Signal and ApplyEvent must name the deployed generation;
-// a DeployShard at the deployed generation is answered READY again (no
-// effect), at an older one with an Error, at a newer one with an Error
-// "unimplemented" (changing a deployed shard in place is not supported yet:
-// tear it down first). Deploys and teardowns of an experiment run in arrival
-// order; Exec, Signal and ApplyEvent are refused until it is READY.
-//
-// Threads: Run() is a single event loop (zmq::poll over the socket, the
-// runtime's event fd, a wake-up fd and timers). Deploys, teardowns and the
-// adoption/cleanup after Welcome run on one worker thread, in arrival order,
-// and post their progress and results back to the loop, so heartbeats never
-// wait for them.
+// Threads: Run() is a single event loop; deploys, teardowns and the
+// adoption/cleanup after Welcome run on the backend's worker thread, in
+// arrival order, so heartbeats never wait for them.
 #pragma once
 
 #include <chrono>

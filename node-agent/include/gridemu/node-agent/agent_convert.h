@@ -27,4 +27,9 @@ inline v1::LinkProfile ProfileToProto(const LinkProfile& profile) {
 /// A v1::Error for a non-ok status: code = StatusCodeName(), message.
 v1::Error ErrorFromStatus(const Status& status);
 
+/// The base name of a task's output files (<name>.stdout, <name>.stderr):
+/// the task id with every character other than [A-Za-z0-9._-] as '_', and a
+/// leading '_' when it is empty or starts with '.'. "leech/7" -> "leech_7".
+std::string TaskFileName(const std::string& task_id);
+
 }  // namespace gridemu::agent

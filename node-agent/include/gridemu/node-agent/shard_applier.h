@@ -57,6 +57,7 @@
 #include <string>
 #include <vector>
 
+#include "gridemu/node-agent/agent_core.h"
 #include "gridemu/node-agent/plumbing.h"
 #include "gridemu/node-agent/plumbing_vxlan.h"
 #include "gridemu/node-agent/runtime.h"
@@ -100,13 +101,6 @@ struct ShardApplierOptions {
   uint16_t vxlan_port = kVxlanDefaultPort;
 };
 
-/// A problem with one object of a shard: object is "vnode peer3", "link a--b",
-/// "route r1 10.0.0.4/32", "bridge s1", "shard".
-struct ShardObjectError {
-  std::string object;
-  std::string message;
-};
-
 /// Where a Deploy's or Teardown's time went (wall seconds).
 struct ShardTimings {
   double check_s = 0;
@@ -143,19 +137,6 @@ struct TeardownReport {
   uint32_t vnodes_removed = 0;
   std::vector<ShardObjectError> errors;
   ShardTimings timings;
-};
-
-/// An experiment this pnode holds objects of (found by FindHeld()).
-struct HeldExperiment {
-  std::string experiment;
-  /// From the shard record; 0 when there is none.
-  uint64_t generation = 0;
-  /// Vnode network namespaces found.
-  uint32_t vnodes = 0;
-  /// A record says the deploy finished (READY): the experiment can be adopted.
-  bool complete = false;
-  /// Deployed by this applier instance (not a leftover of an earlier process).
-  bool live = false;
 };
 
 /// Called after each batch of a Deploy: objects done so far of `total`.

@@ -1,22 +1,16 @@
 // Simulated agents (`gridemu-agent --simulate`, DESIGN.md §11): many agents in
-// one process that speak the real protocol (proto/gridemu/v1/agent.proto, the
-// conversation of agent.h) to a controller but create nothing: no namespace,
-// no link, no process, no file, no root needed. Used to load the controller
-// at scale (bench/controlplane part b: 1,000 agents, 100,000 vnodes).
+// one process, each an AgentCore (agent_core.h: the real conversation,
+// answer cache, generations and errors) over a SimBackend that creates
+// nothing: no namespace, no link, no process, no file, no root needed. Used
+// to load the controller at scale (bench/controlplane part b: 1,000 agents,
+// 100,000 vnodes).
 //
 // Each simulated agent has its own ZeroMQ DEALER socket (routing id = host
-// id) and says, like the real agent:
-//   AgentHello (capacity: max_vnodes, cores, memory; capabilities: runtime
-//            "netns", backend "userspace" (also active); version; a loopback
-//            underlay address (announce_address); `held`: what
-//            it still holds, with its tasks' last events, after a re-hello),
-//            again every hello_retry until a Welcome arrives, and again when
-//            the controller answers a heartbeat with Error "failed precondition";
-//   Welcome -> keeps the `keep` experiments it holds (silently: they are
-//            live), removes every other one it holds with an unsolicited
-//            TornDown (request id 0); heartbeats every
-//            Welcome.heartbeat_interval_ms, the agents' first ones spread
-//            evenly over one interval;
+// id). What differs from the real agent is only the backend:
+//   AgentHello: capacity max_vnodes, cores, memory; capabilities: runtime
+//            "netns", backend "userspace" (also active); a loopback underlay
+//            address (announce_address); the agents' first hellos spread over
+//            100 ms and their heartbeats evenly over one interval;
 //   DeployShard -> refused with ShardStatus FAILED + ObjectError{"shard", ...}
 //            when its vnodes plus those the agent already holds (of other
 //            experiments) exceed max_vnodes; else ShardStatus DEPLOYING
@@ -30,25 +24,17 @@
 //   Signal -> term/kill/int/hup end the task: TaskEvent EXITED with exit code
 //            -1, the signal's number and reason "signalled" (no other
 //            answer); stop/cont change nothing visible;
-//   ApplyEvent -> EventApplied (links and vnodes are checked by name);
-//   Teardown -> TornDown with vnodes_removed.
-// Errors, as the real agent: unparsable bytes or an envelope without a body
-// ("invalid argument", not remembered), a message type agents do not take
-// ("invalid argument"), a request before the Welcome ("failed precondition"),
-// a bad experiment id ("invalid argument"), Exec/Signal/ApplyEvent before
-// READY or at another generation ("failed precondition"), an unknown vnode,
-// task or link ("not found"), a DeployShard at an older generation
-// ("failed precondition") or at a newer one over a deployed shard
-// ("unimplemented"). Answers carry the request's request id, experiment id
-// and generation and are remembered per (experiment, generation, request
-// id) (the last 65,536 per agent): a repeated request gets the same answers
-// again and has no second effect.
+//   ApplyEvent -> EventApplied (links and vnodes are checked by name); kill
+//            and stop end the vnodes' tasks (signal 9 or 15);
+//   no MetricsBatch (nothing is measured); Teardown -> TornDown with
+//            vnodes_removed.
 //
 // Logs (spdlog, info) "all N simulated agents welcomed" each time every
 // agent has a Welcome (scripts wait for it).
 //
 // Threads: Run() serves every agent on the calling thread (one zmq::poll over
-// all the sockets, a stop fd and a timer heap). Stop() is async-signal-safe.
+// all the sockets and a stop fd; each core's Tick for its timers). Stop() is
+// async-signal-safe; Stats() is thread-safe.
 #pragma once
 
 #include <chrono>
