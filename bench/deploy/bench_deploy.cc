@@ -90,7 +90,9 @@ int main(int argc, char** argv) {
   if (!shaper.ok()) return Fail("shaper", shaper.status());
   agent::ShardApplierOptions ao;
   ao.prefix = prefix;
-  agent::ShardApplier applier(rt->get(), shaper->get(), ao);
+  std::unique_ptr<agent::ShardRecords> records = agent::NewFileShardRecords("");
+  agent::ShardApplier applier(agent::KernelApplierDeps(rt->get(), shaper->get(), records.get()),
+                              ao);
 
   const long used0 = UsedKb(), rss0 = ReadKb("/proc/self/status", "VmRSS");
   const auto t0 = std::chrono::steady_clock::now();

@@ -20,6 +20,7 @@ struct Agent::Impl {
   std::string host_id;
   std::unique_ptr<VnodeRuntime> runtime;
   std::unique_ptr<netshape::Shaper> shaper;
+  std::unique_ptr<ShardRecords> records;
   std::unique_ptr<ShardApplier> applier;
   std::unique_ptr<PnodeBackend> backend;
   std::unique_ptr<AgentLoop> loop;
@@ -32,6 +33,7 @@ struct Agent::Impl {
     loop.reset();
     backend.reset();
     applier.reset();
+    records.reset();
     shaper.reset();
     runtime.reset();
   }
@@ -114,15 +116,18 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options) {
     spdlog::warn("no link shaping: {}", shaper.status().ToString());
   }
 
+  const std::string records_dir =
+      options.state_dir.empty() ? "/run/" + options.prefix + "-agent" : options.state_dir;
+  impl->records = NewFileShardRecords(records_dir);
   ShardApplierOptions ao;
   ao.prefix = options.prefix;
-  ao.records_dir =
-      options.state_dir.empty() ? "/run/" + options.prefix + "-agent" : options.state_dir;
+  ao.default_output_dir = records_dir + "/out";
   // Cross-pnode links: VXLAN between this address and the peers', in the
   // agent's own (the host's) namespace.
   ao.local_address = options.address;
   ao.underlay_dev = options.underlay_dev;
-  impl->applier = std::make_unique<ShardApplier>(impl->runtime.get(), impl->shaper.get(), ao);
+  impl->applier = std::make_unique<ShardApplier>(
+      KernelApplierDeps(impl->runtime.get(), impl->shaper.get(), impl->records.get()), ao);
   impl->backend =
       std::make_unique<PnodeBackend>(impl->runtime.get(), impl->applier.get(), std::move(bo));
 

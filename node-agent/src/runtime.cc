@@ -66,6 +66,22 @@ void RegisterBuiltinRuntimes(RuntimeRegistry& registry) {
   (void)s;  // only fails if already registered, which is fine
 }
 
+std::set<std::string> ExperimentsWithObjects(const Leftovers& leftovers, std::string_view prefix) {
+  std::set<std::string> out;
+  auto add = [&](const std::string& e) {
+    if (ValidateExperimentId(e).ok()) out.insert(e);
+  };
+  for (const std::string& d : leftovers.state_dirs) add(d.substr(d.rfind('/') + 1));
+  const std::string marker = "/" + std::string(prefix) + "/";
+  for (const std::string& c : leftovers.cgroups) {
+    const size_t p = c.rfind(marker);
+    if (p == std::string::npos) continue;
+    const std::string rest = c.substr(p + marker.size());
+    add(rest.substr(0, rest.find('/')));
+  }
+  return out;
+}
+
 Status ValidateExperimentId(std::string_view e) {
   if (e.empty() || e.size() > 48) {
     return InvalidArgumentError("experiment id '" + std::string(e) + "': must be 1..48 characters");

@@ -124,9 +124,11 @@ class ShardApplierRoot : public ::testing::Test {
   std::unique_ptr<ShardApplier> MakeApplier(VnodeRuntime* rt) {
     ShardApplierOptions ao;
     ao.prefix = Prefix();
-    ao.records_dir = records_;
+    ao.default_output_dir = records_ + "/out";
     if (std::getenv("GRIDEMU_AGENT_NO_OVERLAP") != nullptr) ao.overlap_links = false;
-    return std::make_unique<ShardApplier>(rt, shaper_.get(), ao);
+    if (!records_store_) records_store_ = NewFileShardRecords(records_);
+    return std::make_unique<ShardApplier>(
+        KernelApplierDeps(rt, shaper_.get(), records_store_.get()), ao);
   }
 
   void TearDown() override {
@@ -165,6 +167,7 @@ class ShardApplierRoot : public ::testing::Test {
   RuntimeOptions options_;
   std::unique_ptr<NetnsRuntime> rt_;
   std::unique_ptr<netshape::Shaper> shaper_;
+  std::unique_ptr<ShardRecords> records_store_;
   std::unique_ptr<ShardApplier> applier_;
   std::string exp_, records_, out_;
 };

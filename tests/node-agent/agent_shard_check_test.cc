@@ -47,6 +47,15 @@ class FakeRuntime final : public VnodeRuntime {
   Result<std::vector<VnodeRef>> Adopt(std::string_view) override { return std::vector<VnodeRef>{}; }
 };
 
+// An applier that only checks: a runtime for its name, no records kept.
+ApplierDeps CheckOnly(VnodeRuntime* rt) {
+  static const std::unique_ptr<ShardRecords> none = NewFileShardRecords("");
+  ApplierDeps d;
+  d.runtime = rt;
+  d.records = none.get();
+  return d;
+}
+
 v1::DeployShard TwoNodes() {
   v1::DeployShard s;
   s.set_experiment_id("e1");
@@ -104,13 +113,13 @@ TEST(AgentConvert, ErrorFromStatus) {
 
 TEST(ShardCheck, AcceptsAGoodShard) {
   FakeRuntime rt;
-  ShardApplier ap(&rt, nullptr, {});
+  ShardApplier ap(CheckOnly(&rt), {});
   EXPECT_EQ(All(ap.Check(TwoNodes())), "");
 }
 
 TEST(ShardCheck, NamesEveryBadObject) {
   FakeRuntime rt;
-  ShardApplier ap(&rt, nullptr, {});
+  ShardApplier ap(CheckOnly(&rt), {});
   v1::DeployShard s = TwoNodes();
   s.set_experiment_id("Bad_Id");
   s.mutable_vnodes(1)->set_runtime("qemu");
@@ -170,7 +179,7 @@ TEST(ShardCheck, AcceptsATunnelLink) {
   FakeRuntime rt;
   ShardApplierOptions o;
   o.local_address = "192.0.2.1";
-  ShardApplier ap(&rt, nullptr, o);
+  ShardApplier ap(CheckOnly(&rt), o);
   EXPECT_EQ(All(ap.Check(TunnelShard())), "");
   // The same link seen from the other pnode: only vnode r, end b is local.
   v1::DeployShard other;
@@ -183,7 +192,7 @@ TEST(ShardCheck, AcceptsATunnelLink) {
   l->mutable_tunnel()->set_remote_address("192.0.2.1");
   ShardApplierOptions o2;
   o2.local_address = "192.0.2.9";
-  ShardApplier ap2(&rt, nullptr, o2);
+  ShardApplier ap2(CheckOnly(&rt), o2);
   EXPECT_EQ(All(ap2.Check(other)), "");
   // ... but not with the wrong end named local: a is not here, r is.
   other.mutable_links(0)->mutable_tunnel()->set_local_end("a");
@@ -196,7 +205,7 @@ TEST(ShardCheck, NamesEveryBadTunnelLink) {
   FakeRuntime rt;
   ShardApplierOptions o;
   o.local_address = "192.0.2.1";
-  ShardApplier ap(&rt, nullptr, o);
+  ShardApplier ap(CheckOnly(&rt), o);
   v1::DeployShard s = TunnelShard();
   auto add = [&](const std::string& name, uint32_t vni, const std::string& remote,
                  const std::string& local_end, const std::string& va, const std::string& vb,
@@ -231,14 +240,14 @@ TEST(ShardCheck, NamesEveryBadTunnelLink) {
   EXPECT_THAT(all, HasSubstr("link nonehere: end b: vnode 'ghost' is not in this shard"));
   EXPECT_EQ(all.find("link a--r:"), std::string::npos) << all;  // the good one
   // Without an underlay address, every tunnel link is refused.
-  ShardApplier none(&rt, nullptr, {});
+  ShardApplier none(CheckOnly(&rt), {});
   EXPECT_THAT(All(none.Check(TunnelShard())),
               HasSubstr("link a--r: tunnel: this pnode has no underlay address"));
 }
 
 TEST(ShardCheck, DeployOfABadShardReportsAndCreatesNothing) {
   FakeRuntime rt;
-  ShardApplier ap(&rt, nullptr, {});
+  ShardApplier ap(CheckOnly(&rt), {});
   v1::DeployShard s = TwoNodes();
   s.mutable_links(0)->mutable_a()->set_ifname("");
   int calls = 0;
@@ -256,7 +265,7 @@ TEST(ShardCheck, DeployOfABadShardReportsAndCreatesNothing) {
 
 TEST(ShardCheck, EventsNeedADeployedShard) {
   FakeRuntime rt;
-  ShardApplier ap(&rt, nullptr, {});
+  ShardApplier ap(CheckOnly(&rt), {});
   v1::ApplyEvent ev;
   ev.mutable_link_state()->set_link("a--b");
   EXPECT_EQ(ap.CheckEvent("e1", ev).code(), StatusCode::kFailedPrecondition);

@@ -139,11 +139,13 @@ class VxlanShardRoot : public ::testing::Test {
       rt_[i] = std::move(*rt);
       ShardApplierOptions ao;
       ao.prefix = Prefix(i);
-      ao.records_dir = "/run/" + Prefix(i) + "-agent";
+      records_[i] = NewFileShardRecords("/run/" + Prefix(i) + "-agent");
+      ao.default_output_dir = "/run/" + Prefix(i) + "-agent/out";
       ao.local_address = i == 0 ? "172.31.77.1" : "172.31.77.2";
       ao.underlay_dev = "eth0";
       ao.underlay_ns = NetnsRef::AtPath("/run/netns/" + ns_[i]);
-      applier_[i] = std::make_unique<ShardApplier>(rt_[i].get(), shaper_.get(), ao);
+      applier_[i] = std::make_unique<ShardApplier>(
+          KernelApplierDeps(rt_[i].get(), shaper_.get(), records_[i].get()), ao);
     }
   }
 
@@ -207,6 +209,7 @@ class VxlanShardRoot : public ::testing::Test {
   bool setup_done_ = false;
   std::unique_ptr<netshape::Shaper> shaper_;
   std::unique_ptr<NetnsRuntime> rt_[2];
+  std::unique_ptr<ShardRecords> records_[2];
   std::unique_ptr<ShardApplier> applier_[2];
 };
 
@@ -303,12 +306,13 @@ TEST_F(VxlanShardRoot, PingRateChangesAndTeardown) {
   {
     ShardApplierOptions ao;
     ao.prefix = Prefix(0);
-    ao.records_dir = "/run/" + Prefix(0) + "-agent";
+    ao.default_output_dir = "/run/" + Prefix(0) + "-agent/out";
     ao.local_address = "172.31.77.1";
     ao.underlay_dev = "eth0";
     ao.underlay_ns = NetnsRef::AtPath("/run/netns/" + ns_[0]);
     applier_[0].reset();  // its shaping goes, the vnode and its tunnel stay
-    applier_[0] = std::make_unique<ShardApplier>(rt_[0].get(), shaper_.get(), ao);
+    applier_[0] = std::make_unique<ShardApplier>(
+        KernelApplierDeps(rt_[0].get(), shaper_.get(), records_[0].get()), ao);
     Status st = applier_[0]->Adopt(exp_);
     ASSERT_TRUE(st.ok()) << st.ToString();
     rtt = Rtt();
@@ -406,7 +410,8 @@ TEST_F(VxlanShardRoot, FailedDeployLeavesNothing) {
   // A shard without an underlay address is refused by the check.
   ShardApplierOptions ao;
   ao.prefix = Prefix(0);
-  ShardApplier bare(rt_[0].get(), shaper_.get(), ao);
+  std::unique_ptr<ShardRecords> none = NewFileShardRecords("");
+  ShardApplier bare(KernelApplierDeps(rt_[0].get(), shaper_.get(), none.get()), ao);
   rep = bare.Deploy(Shard(exp_, 1, 4344));
   EXPECT_FALSE(rep.ok);
   EXPECT_THAT(Errors(rep.errors), HasSubstr("no underlay address"));

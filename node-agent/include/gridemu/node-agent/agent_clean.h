@@ -16,12 +16,20 @@
 //  - the agent's shard records (<state dir>/<experiment>.shard|.phase).
 // Requires root. Not thread-safe with a running agent of the same prefix
 // (stop it first).
+//
+// The logic runs over CleanDeps (the runtime, the plumbing, the shaping
+// leftovers, the records) so that tests check what is taken and what is left
+// with fakes; CleanLeftovers(options) gives it the kernel's.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "gridemu/common/status.h"
+#include "gridemu/node-agent/plumbing.h"
+#include "gridemu/node-agent/runtime.h"
+#include "gridemu/node-agent/shard_records.h"
 
 namespace gridemu::agent {
 
@@ -49,9 +57,31 @@ struct CleanReport {
   std::vector<std::string> errors;
 };
 
-/// Finds (and unless dry_run removes) gridemu's objects. Errors: kInvalidArgument
-/// (bad prefix or experiment id), kPermissionDenied (not root), or the runtime's
-/// Open errors; per-object failures go to CleanReport::errors.
+/// What CleanLeftovers acts through (the pointers must outlive the call).
+struct CleanDeps {
+  /// Finds and removes vnodes (ListLeftovers, CleanupExperiment).
+  VnodeRuntime* runtime = nullptr;
+  /// Lists and deletes tagged interfaces (ListTagged, DeleteTagged).
+  Plumbing* plumbing = nullptr;
+  /// netshape's RemoveLeftoverQdisc / RemoveLeftoverRules (shaper.h).
+  std::function<Result<bool>(const std::string& netns_path, const std::string& ifname)>
+      remove_qdisc;
+  std::function<Result<int>(const std::string& netns_path, const std::string& tag_prefix)>
+      remove_rules;
+  /// The agent's shard records.
+  ShardRecords* records = nullptr;
+  /// Whether a namespace path exists (default: access(2)).
+  std::function<bool(const std::string& path)> path_exists;
+};
+
+/// Finds (and unless dry_run removes) gridemu's objects through `deps`.
+/// Errors: kInvalidArgument (bad prefix or experiment id); per-object
+/// failures go to CleanReport::errors.
+Result<CleanReport> CleanLeftovers(const CleanOptions& options, const CleanDeps& deps);
+
+/// CleanLeftovers on this host's kernel: the netns runtime, netlink
+/// plumbing, netshape's leftover functions, the records in agent_state_dir.
+/// Errors: as above, kPermissionDenied (not root), or the runtime's Open errors.
 Result<CleanReport> CleanLeftovers(const CleanOptions& options);
 
 }  // namespace gridemu::agent

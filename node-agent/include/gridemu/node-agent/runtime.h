@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -316,6 +317,13 @@ class RuntimeRegistry {
 
 /// Registers the runtimes built into this agent: "netns" (lxc and qemu later).
 void RegisterBuiltinRuntimes(RuntimeRegistry& registry);
+
+/// The experiments whose objects `leftovers` (ListLeftovers("")) proves are
+/// gridemu's: each state directory (<state_root>/<experiment>) and each cgroup
+/// (.../<prefix>/<experiment>[/<vnode>]) names one. A network namespace alone
+/// proves nothing (another tool's may carry the prefix), so the names in
+/// `leftovers.netns` are not used. Only valid experiment ids, sorted.
+std::set<std::string> ExperimentsWithObjects(const Leftovers& leftovers, std::string_view prefix);
 
 /// Checks an experiment id / a vnode name as VnodeSpec documents.
 /// Errors: kInvalidArgument saying what is wrong.

@@ -1,50 +1,47 @@
 // ShardApplier: builds, changes and removes this pnode's part of experiments
-// (a v1::DeployShard, DESIGN.md §7) with the vnode runtime (runtime.h), the
-// link plumbing (plumbing.h) and link shaping (netshape/shaper.h).
+// (DESIGN.md §7). A raw v1::DeployShard is resolved once (shard_plan.h
+// ResolveShard: every check, nothing made) into a ShardPlan, which Deploy
+// acts on. Everything that touches the OS is passed in (ApplierDeps, as
+// LevelDB's Env): the vnode runtime (runtime.h), the link plumbing and VXLAN
+// plumbing (plumbing.h, plumbing_vxlan.h), the link shaper
+// (netshape/link_shaper.h) and the shard records (shard_records.h); tests
+// give fakes (node-agent/testing) and inject failures.
 //
-// Deploy(shard), in batches:
-//   1. checks the whole shard (names, interfaces, addresses, routes, every
-//      profile against the shaping backend); any problem fails the shard with
-//      one ObjectError per object and nothing is created;
-//   2. writes a record of the shard (records_dir/<experiment>.shard), so that an
-//      agent restarted after a crash can adopt it;
-//   3. creates the vnodes (VnodeRuntime::CreateBatch, in chunks for progress);
-//   4. plumbs every link as a veth pair made directly in the two vnodes'
-//      namespaces, tagged (ifalias) "<prefix>:<experiment>:<link>", then bridges,
-//      addresses, IPv4 forwarding and routes (Plumbing::Apply, in chunks);
-//   5. shapes both directions of every link with a profile (Shaper::ShapeMany):
-//      forward = a's egress toward b (and b's ingress with the userspace
-//      backend), reverse = b's egress toward a; netshape tags "<experiment>:
-//      <link>:fwd|rev" (rule comments "gridemu:<tag>").
+// Deploy(plan), in phases:
+//   1. record: the shard and phase "deploying" (an agent restarted after a
+//      crash finds what it was building);
+//   2. vnodes and links (DeployPipeline, deploy_pipeline.h): vnodes in chunks
+//      (VnodeRuntime::CreateBatch); meanwhile every link whose local ends
+//      exist is plumbed — a veth pair made directly in the two vnodes'
+//      namespaces, or a tunnel's VXLAN end, tagged (ifalias) "<prefix>:
+//      <experiment>:<link>", with its addresses — and shaped (forward = a's
+//      egress toward b, and b's ingress with the userspace backend; reverse =
+//      b's egress toward a; netshape tags "<experiment>:<link>:fwd|rev");
+//   3. LAN and routes: bridges, IPv4 forwarding, static routes (they need
+//      every interface);
+//   4. record: phase "ready".
+// When a phase fails the whole shard is rolled back (shaping, then every
+// vnode of the experiment — whose namespaces take their veths, qdiscs and
+// rules with them — then the tagged interfaces left in the underlay
+// namespace, then the records): a failed Deploy leaves nothing behind.
+// Deploying a shard that is deployed at the same generation changes nothing
+// and reports success.
 //
-// Cross-pnode links (LinkSpec.tunnel set; DESIGN.md §4): the controller sends
-// the link to both pnodes, each copy naming the end that lives here
-// (tunnel.local_end) and the other pnode's underlay address. Here only the
-// local end exists: a VXLAN device (plumbing_vxlan.h) made in the underlay
-// namespace (ShardApplierOptions::underlay_ns) between local_address and
-// tunnel.remote_address, VNI tunnel.vni, moved into the local vnode as its
-// interface, tagged like a veth ("<prefix>:<experiment>:<link>"), with the
-// link's MTU or else the underlay's less 50 bytes (1450 on Ethernet). Each
-// pnode shapes its half of each direction (netshape ShapeHalf): the direction
-// the local vnode sends gets its sender half (egress: HTB rate, or the whole
-// netem profile), the direction it receives gets its receiver half (ingress:
-// the userspace delay line; nothing with netem). Together the two pnodes shape
-// a tunnel link exactly as one pnode shapes a veth link.
-// When a step fails the whole shard is removed again (shaping, vnodes — whose
-// namespaces take their veths, qdiscs and rules with them — and the record):
-// a failed Deploy leaves nothing behind. Deploying a shard that is deployed at
-// the same generation changes nothing and reports success.
+// Cross-pnode links (LinkPlan::tunnel; DESIGN.md §4): only the local end is
+// here, a VXLAN device made in the underlay namespace between local_address
+// and the other pnode's, VNI from the plan, moved into the local vnode as its
+// interface, with the link's MTU or else the underlay's less 50 bytes. Each
+// pnode shapes its half of each direction (netshape ShapeHalf): together the
+// two pnodes shape a tunnel link exactly as one pnode shapes a veth link.
 //
-// Teardown(experiment) removes shaping, vnodes and the record, then sweeps any
+// Teardown(experiment) removes the vnodes, then the shaping, then sweeps any
 // leftover of the experiment (VnodeRuntime::CleanupExperiment) and the tagged
-// interfaces of the experiment left in the underlay namespace (a VXLAN device
-// whose creation was interrupted before its move into the vnode). The VXLAN
-// devices in the vnodes go with their namespaces (the kernel frees their VNIs
-// a few milliseconds later, asynchronously).
+// interfaces left in the underlay namespace, then the records.
 //
 // Thread-safety: calls for different experiments may run concurrently on
 // different threads; calls for one experiment must not overlap (the agent
-// serialises them). The runtime and shaper must be thread-safe (they are).
+// serialises them). The dependencies must be thread-safe (the kernel ones
+// are; a plumbing object is made per call and thread).
 #pragma once
 
 #include <chrono>
@@ -57,27 +54,50 @@
 #include <string>
 #include <vector>
 
+#include "gridemu/common/status.h"
+#include "gridemu/netshape/link_shaper.h"
 #include "gridemu/node-agent/agent_core.h"
+#include "gridemu/node-agent/deploy_pipeline.h"
 #include "gridemu/node-agent/plumbing.h"
 #include "gridemu/node-agent/plumbing_vxlan.h"
 #include "gridemu/node-agent/runtime.h"
-#include "gridemu/common/status.h"
-#include "gridemu/netshape/shaper.h"
+#include "gridemu/node-agent/shard_plan.h"
+#include "gridemu/node-agent/shard_records.h"
 #include "gridemu/v1/agent.pb.h"
 
 namespace gridemu::agent {
+
+/// What a ShardApplier acts through. The pointers must outlive the applier.
+struct ApplierDeps {
+  VnodeRuntime* runtime = nullptr;
+  /// A plumbing object for the calling thread (one per batch: a Plumbing is
+  /// used by one thread at a time).
+  std::function<Result<std::unique_ptr<Plumbing>>()> new_plumbing;
+  /// A VXLAN plumbing object for the calling thread.
+  std::function<Result<std::unique_ptr<VxlanPlumbing>>()> new_vxlan;
+  /// The link shaper; null = no shaping backend works here (shards with
+  /// profiles then fail their check).
+  netshape::LinkShaper* shaper = nullptr;
+  /// Where shard records go.
+  ShardRecords* records = nullptr;
+};
+
+/// The kernel's: `runtime` and `shaper` as given, netlink plumbing
+/// (NewNetlinkPlumbing, NewNetlinkVxlanPlumbing), `records`.
+ApplierDeps KernelApplierDeps(VnodeRuntime* runtime, netshape::LinkShaper* shaper,
+                              ShardRecords* records);
 
 /// Options of a ShardApplier.
 struct ShardApplierOptions {
   /// Object prefix (as RuntimeOptions::prefix): interface tags are
   /// "<prefix>:<experiment>:<link>".
   std::string prefix = "gridemu";
-  /// Directory of shard records ("<experiment>.shard" and "<experiment>.phase");
-  /// created on demand. "" = no records (no adoption after a restart).
-  std::string records_dir;
+  /// Where a vnode's outputs go when its shard has no output_dir:
+  /// <default_output_dir>/<experiment>/<vnode>; "" = /tmp/<prefix>-out.
+  std::string default_output_dir;
   /// Vnodes per CreateBatch call; progress is reported after each.
   size_t vnode_chunk = 250;
-  /// At most link_chunk / 2 links per Plumbing::Apply / Shaper::ShapeMany call.
+  /// At most link_chunk / 2 links per plumbing and shaping batch.
   size_t link_chunk = 250;
   /// Plumb and shape links on a second thread while later vnodes are being
   /// created (else only once every vnode exists; both use two threads then).
@@ -145,19 +165,26 @@ using DeployProgressFn = std::function<void(uint32_t done, uint32_t total)>;
 
 class ShardApplier {
  public:
-  /// `runtime` must outlive the applier. `shaper` may be null (no shaping
-  /// backend): shards with profiles then fail their check.
-  ShardApplier(VnodeRuntime* runtime, netshape::Shaper* shaper, ShardApplierOptions options);
+  ShardApplier(ApplierDeps deps, ShardApplierOptions options);
   /// Forgets the shards: their vnodes stay (for adoption), their shaping is
-  /// removed (netshape removes it with its ShapedLink objects).
+  /// removed (with the ShapedDirection objects).
   ~ShardApplier();
   ShardApplier(const ShardApplier&) = delete;
   ShardApplier& operator=(const ShardApplier&) = delete;
 
-  /// Checks a shard without effects; one error per object at fault.
+  /// What ResolveShard is told of this pnode (prefix, runtime, address,
+  /// shaping backend, default output directory).
+  ResolveOptions resolve_options() const;
+  /// ResolveShard(shard, resolve_options(), errors).
+  Result<ShardPlan> Resolve(const v1::DeployShard& shard,
+                            std::vector<ShardObjectError>* errors = nullptr) const;
+  /// The problems of a shard, without effects (one per object at fault).
   std::vector<ShardObjectError> Check(const v1::DeployShard& shard) const;
 
-  /// Builds (or converges to) `shard`. See the file comment.
+  /// Builds (or converges to) `plan`. See the file comment.
+  DeployReport Deploy(const ShardPlan& plan, const DeployProgressFn& progress = {});
+  /// Resolve, then Deploy the plan; a shard that does not resolve fails with
+  /// its problems and nothing made.
   DeployReport Deploy(const v1::DeployShard& shard, const DeployProgressFn& progress = {});
 
   /// Removes every object of `experiment` (deployed by this instance or
@@ -174,7 +201,7 @@ class ShardApplier {
   /// The shard as deployed (nullptr if unknown). Valid until Teardown.
   const v1::DeployShard* Shard(const std::string& experiment) const;
   /// Host directory of a vnode's outputs: <output_dir>/<vnode>, or
-  /// <records_dir>/out/<experiment>/<vnode> when the shard has no output_dir.
+  /// <default_output_dir>/<experiment>/<vnode> when the shard has none.
   std::string VnodeOutputDir(const std::string& experiment, const std::string& vnode) const;
 
   /// Checks an ApplyEvent against the deployed shard without effects:
@@ -206,28 +233,29 @@ class ShardApplier {
   /// caller should then Teardown it), or what adoption/shaping returned.
   Status Adopt(const std::string& experiment);
 
-  /// Removes every record in records_dir of an experiment this instance does
-  /// not hold (used by cleanup).
-  static Status RemoveRecord(const std::string& records_dir, const std::string& experiment);
-
  private:
   struct LinkState;
   struct ShardState;
 
-  // Veths (or, for tunnel links, the local VXLAN end) and addresses of
-  // `links`; with !links_only, also every bridge, forwarding switch and route
-  // of the shard.
-  Status Plumb(const ShardState& s, const std::vector<size_t>& links, bool links_only);
-  Status ShapeLinks(ShardState& s, const std::vector<size_t>& links);
+  DeployReport DeployPlan(ShardPlan&& plan, const DeployProgressFn& progress);
+  // Phases of Deploy.
+  Status RecordPhase(const ShardPlan& plan, const char* phase);
+  PipelineResult MakeVnodesAndLinks(ShardState& s, const DeployProgressFn& progress,
+                                    DeployReport& rep);
+  // Veths (or, for tunnel links, the local VXLAN end) and addresses of `links`.
+  Status PlumbLinks(const ShardState& s, std::span<const size_t> links);
+  // Bridges, forwarding switches and routes of the shard.
+  Status PlumbLanAndRoutes(const ShardState& s);
+  Status ShapeLinks(ShardState& s, std::span<const size_t> links);
+  void Rollback(ShardState& s, std::vector<ShardObjectError>* errors);
+
   void RemoveShaping(ShardState& s, std::vector<ShardObjectError>* errors);
   // Deletes the experiment's tagged interfaces left in the underlay namespace.
   Status CleanupUnderlay(const std::string& experiment) const;
-  Status WriteRecord(const v1::DeployShard& shard, const std::string& phase) const;
   std::shared_ptr<ShardState> Find(const std::string& experiment) const;
-  Result<std::shared_ptr<ShardState>> BuildState(const v1::DeployShard& shard) const;
+  void Forget(const std::string& experiment);
 
-  VnodeRuntime* runtime_;
-  netshape::Shaper* shaper_;
+  ApplierDeps deps_;
   ShardApplierOptions options_;
   mutable std::mutex mu_;  // guards shards_ (the map, not the states)
   std::map<std::string, std::shared_ptr<ShardState>> shards_;
