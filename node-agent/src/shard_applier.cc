@@ -18,19 +18,15 @@ namespace gridemu::agent {
 // What is made of one link of the plan.
 struct ShardApplier::LinkState {
   std::string ns_a, ns_b;  // netns paths of the local ends, once their vnodes exist
-  LinkProfile fwd_profile, rev_profile;  // in force (the plan's, then changed by events)
   std::unique_ptr<netshape::ShapedDirection> fwd, rev;
 };
 
 // A deployed (or deploying, or adopted) shard.
 struct ShardApplier::ShardState {
   explicit ShardState(ShardPlan p) : plan(std::move(p)), links(plan.links.size()) {
-    for (const VnodePlan& v : plan.vnodes) netns[v.spec.name] = "";
-    for (size_t i = 0; i < plan.links.size(); ++i) {
-      links[i].fwd_profile = plan.links[i].forward;
-      links[i].rev_profile = plan.links[i].reverse;
-    }
+    for (const VnodeSpec& v : plan.vnodes) netns[v.name] = "";
   }
+  // The plan; a link's profiles are those in force (link events change them).
   ShardPlan plan;
   // vnode -> netns path ("" until made). Every key exists from the start, so
   // that the link step may read the paths of made vnodes while later ones
@@ -275,9 +271,7 @@ Status ShardApplier::RecordPhase(const ShardPlan& plan, const char* phase) {
 PipelineResult ShardApplier::MakeVnodesAndLinks(ShardState& s, const DeployProgressFn& progress,
                                                 DeployReport& rep) {
   const ShardPlan& plan = s.plan;
-  std::vector<VnodeSpec> specs;
-  specs.reserve(plan.vnodes.size());
-  for (const VnodePlan& v : plan.vnodes) specs.push_back(v.spec);
+  const std::vector<VnodeSpec>& specs = plan.vnodes;
   std::vector<std::vector<size_t>> needs(plan.links.size());
   for (size_t i = 0; i < plan.links.size(); ++i) {
     const LinkPlan& l = plan.links[i];
@@ -409,8 +403,10 @@ Status ShardApplier::PlumbLanAndRoutes(const ShardState& s) {
     bs.tag = br.tag;
     b.bridges.push_back(std::move(bs));
   }
-  for (const VnodePlan& v : s.plan.vnodes) {
-    if (v.forwarding) b.forwarding.push_back(NetnsRef::AtPath(s.netns.at(v.spec.name)));
+  for (size_t i = 0; i < s.plan.vnodes.size(); ++i) {
+    if (s.plan.roles[i].forwarding) {
+      b.forwarding.push_back(NetnsRef::AtPath(s.netns.at(s.plan.vnodes[i].name)));
+    }
   }
   for (const RoutePlan& r : s.plan.routes) {
     b.routes.push_back(
@@ -429,7 +425,7 @@ Status ShardApplier::ShapeLinks(ShardState& s, std::span<const size_t> links) {
     const LinkPlan& l = s.plan.links[i];
     LinkState& ls = s.links[i];
     for (bool fwd : {true, false}) {
-      const LinkProfile& prof = fwd ? ls.fwd_profile : ls.rev_profile;
+      const LinkProfile& prof = fwd ? l.forward : l.reverse;
       if (prof.empty() || (fwd ? ls.fwd : ls.rev) != nullptr) continue;
       netshape::ShapeRequest r;
       r.sender = fwd ? netshape::Endpoint{ls.ns_a, l.if_a} : netshape::Endpoint{ls.ns_b, l.if_b};
@@ -607,7 +603,7 @@ Status ShardApplier::ApplyEvent(const std::string& experiment, const v1::ApplyEv
         Result<LinkProfile> p = ProfileFromProto(fwd ? set.forward() : set.reverse());
         if (!p.ok() || p->empty()) continue;
         std::unique_ptr<netshape::ShapedDirection>& dir = fwd ? ls.fwd : ls.rev;
-        LinkProfile& prof = fwd ? ls.fwd_profile : ls.rev_profile;
+        LinkProfile& prof = fwd ? s->plan.links[i].forward : s->plan.links[i].reverse;
         const std::string obj = "link " + set.link() + (fwd ? " forward" : " reverse");
         if (dir != nullptr) {
           Status st = dir->Change(*p);

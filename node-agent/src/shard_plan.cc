@@ -236,9 +236,9 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
   }
   const std::string tag_base = opt.prefix + ":" + p.experiment + ":";
   p.vnodes.reserve(shard.vnodes_size());
+  p.roles.reserve(shard.vnodes_size());
   for (const v1::VnodeSpec& v : shard.vnodes()) {
-    VnodePlan vp;
-    VnodeSpec& vs = vp.spec;
+    VnodeSpec vs;
     vs.experiment = p.experiment;
     vs.name = v.name();
     vs.index = v.group_index() > 0 ? static_cast<uint32_t>(v.group_index()) : 0;
@@ -253,10 +253,9 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
                      : p.output_dir + "/" + v.name();
     vs.shared_dir = p.shared_dir;
     if (!v.group().empty()) vs.env.emplace_back("GRIDEMU_GROUP", v.group());
-    vp.kind = v.kind().empty() ? "host" : v.kind();
-    vp.forwarding = v.forwarding();
     p.vnode_index[v.name()] = p.vnodes.size();
-    p.vnodes.push_back(std::move(vp));
+    p.vnodes.push_back(std::move(vs));
+    p.roles.push_back(VnodeRole{v.kind().empty() ? "host" : v.kind(), v.forwarding()});
   }
   p.links.reserve(shard.links_size());
   for (const v1::LinkSpec& l : shard.links()) {

@@ -154,11 +154,11 @@ TEST(ResolveShard, TypedObjectsOnce) {
   Result<ShardPlan> p = ResolveShard(Shard(), ro);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   ASSERT_EQ(p->vnodes.size(), 5u);
-  EXPECT_EQ(p->vnodes[0].spec.out_dir, "/out/e1/h1");
-  EXPECT_EQ(p->vnodes[0].spec.hosts->size(), 5u);
-  EXPECT_EQ(p->vnodes[0].spec.hosts.get(), p->vnodes[4].spec.hosts.get()) << "one shared table";
-  EXPECT_TRUE(p->vnodes[2].forwarding);
-  EXPECT_EQ(p->vnodes[3].kind, "switch");
+  EXPECT_EQ(p->vnodes[0].out_dir, "/out/e1/h1");
+  EXPECT_EQ(p->vnodes[0].hosts->size(), 5u);
+  EXPECT_EQ(p->vnodes[0].hosts.get(), p->vnodes[4].hosts.get()) << "one shared table";
+  EXPECT_TRUE(p->roles[2].forwarding);
+  EXPECT_EQ(p->roles[3].kind, "switch");
   ASSERT_EQ(p->links.size(), 5u);
   const LinkPlan& l = p->links[0];
   EXPECT_EQ(l.tag, "gt:e1:h1--r");

@@ -25,11 +25,8 @@
 
 namespace gridemu::agent {
 
-/// One vnode to create.
-struct VnodePlan {
-  /// What the runtime needs (experiment, name, group index, resources, hosts,
-  /// output and shared directories, GRIDEMU_GROUP).
-  VnodeSpec spec;
+/// What a vnode is, beside what the runtime needs to make it (VnodeSpec).
+struct VnodeRole {
   std::string kind;         ///< "host", "router" or "switch"
   bool forwarding = false;  ///< net.ipv4.ip_forward = 1 (routers)
 };
@@ -90,7 +87,11 @@ struct ShardPlan {
   std::string experiment;
   uint64_t generation = 0;
   uint64_t seed = 0;
-  std::vector<VnodePlan> vnodes;
+  /// What the runtime makes (experiment, name, group index, resources, the
+  /// shared hosts table, output and shared directories, GRIDEMU_GROUP), in
+  /// shard order, ready for VnodeRuntime::CreateBatch; roles[i] is vnodes[i]'s.
+  std::vector<VnodeSpec> vnodes;
+  std::vector<VnodeRole> roles;
   std::vector<LinkPlan> links;
   std::vector<BridgePlan> bridges;
   std::vector<RoutePlan> routes;
