@@ -69,6 +69,9 @@ std::vector<std::string> LinkProfile::ValidateAll() const {
   ratio("loss", loss);
   ratio("loss_correlation", loss_correlation);
   if (loss_correlation && !loss) errs.push_back("loss_correlation: needs a loss");
+  if (loss_correlation && *loss_correlation >= 1) {
+    errs.push_back("loss_correlation: must be below 100% (100% would never change state)");
+  }
   if (loss && loss_gemodel) errs.push_back("loss_model: cannot be combined with loss (choose one)");
   if (loss_gemodel) {
     ratio("loss_model.p", loss_gemodel->p);

@@ -179,6 +179,10 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
   const uint32_t tunnel_mtu =
       std::min(options.mtu == 0 ? 1500u : options.mtu, options.underlay_mtu - kVxlanOverheadBytes);
   uint32_t next_vni = options.vni_base;
+  std::vector<char> reshaped(nl, 0);
+  for (const experiments::Event& e : experiment.events) {
+    if (e.kind == experiments::EventKind::kLinkSet && e.link_id < nl) reshaped[e.link_id] = 1;
+  }
   for (topology::LinkId l = 0; l < nl; ++l) {
     const topology::Link& link = topo.link(l);
     const uint32_t pa = placement[link.a];
@@ -190,6 +194,7 @@ Result<std::vector<v1::DeployShard>> BuildShards(const experiments::Experiment& 
     fill_end(ls->mutable_b(), link.b, *end_b[l]);
     if (!link.forward.empty()) *ls->mutable_forward() = LinkProfileToProto(link.forward);
     if (!link.reverse.empty()) *ls->mutable_reverse() = LinkProfileToProto(link.reverse);
+    ls->set_reshaped(reshaped[l] != 0);
     ls->set_mtu(options.mtu);
     if (pa == pb) continue;
     // Cross-pnode: the same spec in both shards, each with its tunnel end.

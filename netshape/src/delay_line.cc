@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/ip6.h>
+#include <net/if.h>
+#include <linux/if_packet.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -135,6 +137,16 @@ struct Pending {
   uint8_t state;  // 0 = held, 1 = verdict sent individually, 2 = released this round
 };
 
+// Where a queue's duplicates are sent (QueueOptions): raw IP sockets of the receiver's
+// namespace, or an AF_PACKET socket on a bridge port toward the receiver.
+struct Injector {
+  UniqueFd raw4, raw6;
+  UniqueFd packet;
+  int ifindex = 0;
+  std::array<uint8_t, 6> dst_mac{};
+  bool valid() const { return raw4.valid() || packet.valid(); }
+};
+
 struct Queue {
   uint64_t id = 0;
   uint16_t num = 0;
@@ -146,7 +158,7 @@ struct Queue {
   std::vector<uint32_t> release;  // ids to accept this round
   std::vector<char> out;          // verdict messages of this round
   size_t out_len = 0;
-  UniqueFd raw4, raw6;  // duplicate injection (receiving namespace)
+  Injector inject;  // where duplicates go
   bool removed = false;
   bool in_dirty = false;
 };
@@ -233,7 +245,7 @@ class Worker {
     queues_[q->id] = std::move(q);
   }
 
-  void UpdateQueue(uint64_t id, const DelayLineSpec& spec, UniqueFd raw4, UniqueFd raw6) {
+  void UpdateQueue(uint64_t id, const DelayLineSpec& spec, Injector inject) {
     auto it = queues_.find(id);
     if (it == queues_.end()) return;
     Queue& q = *it->second;
@@ -247,8 +259,7 @@ class Worker {
     }
     q.spec = spec;
     q.model->Update(spec.impairment);
-    if (raw4.valid()) q.raw4 = std::move(raw4);
-    if (raw6.valid()) q.raw6 = std::move(raw6);
+    if (inject.valid()) q.inject = std::move(inject);
   }
 
   void RemoveQueue(uint64_t id) {
@@ -408,6 +419,7 @@ class Worker {
     uint32_t id = 0, cap_len = 0, payload_len = 0;
     int64_t stamp_real = 0;
     const uint8_t* payload = nullptr;
+    const uint8_t* src_mac = nullptr;
     while (off + sizeof(nlattr) <= end) {
       const auto* a = reinterpret_cast<const nlattr*>(base + off);
       if (a->nla_len < sizeof(nlattr)) break;
@@ -434,6 +446,12 @@ class Worker {
             std::memcpy(&ts, data, sizeof ts);
             stamp_real = static_cast<int64_t>(be64toh(ts.sec)) * 1000000000 +
                          static_cast<int64_t>(be64toh(ts.usec)) * 1000;
+          }
+          break;
+        case NFQA_HWADDR:
+          if (whole && alen >= sizeof(nfqnl_msg_packet_hw)) {
+            const auto* hw = reinterpret_cast<const nfqnl_msg_packet_hw*>(data);
+            if (ntohs(hw->hw_addrlen) == 6) src_mac = hw->hw_addr;
           }
           break;
         case NFQA_PAYLOAD:
@@ -475,7 +493,21 @@ class Worker {
     if (d.duplicate && payload && cap_len == 0 && payload_len >= 20) {
       PacketDecision d2 = q.model->NextForDuplicate();
       if (!d2.drop) {
-        auto copy = std::make_shared<std::vector<uint8_t>>(payload, payload + payload_len);
+        auto copy = std::make_shared<std::vector<uint8_t>>();
+        if (q.inject.packet.valid()) {
+          // An Ethernet header: to the receiver (or broadcast), from the original sender.
+          copy->reserve(14 + payload_len);
+          copy->insert(copy->end(), q.inject.dst_mac.begin(), q.inject.dst_mac.end());
+          if (src_mac != nullptr) {
+            copy->insert(copy->end(), src_mac, src_mac + 6);
+          } else {
+            copy->insert(copy->end(), 6, 0);
+          }
+          const uint16_t type = (payload[0] >> 4) == 6 ? 0x86dd : 0x0800;
+          copy->push_back(static_cast<uint8_t>(type >> 8));
+          copy->push_back(static_cast<uint8_t>(type & 0xff));
+        }
+        copy->insert(copy->end(), payload, payload + payload_len);
         int64_t t = d2.reorder ? now : now + d2.delay.count();
         heap_.push({t, seq_++, q.id, 0, payload_len, std::move(copy)});
       }
@@ -522,27 +554,40 @@ class Worker {
   }
 
   void Inject(Queue& q, const std::vector<uint8_t>& pkt) {
-    const uint8_t version = pkt[0] >> 4;
-    if (version == 4 && pkt.size() >= sizeof(ip)) {
-      if (!q.raw4.valid()) return;
-      sockaddr_in dst{};
-      dst.sin_family = AF_INET;
-      std::memcpy(&dst.sin_addr, pkt.data() + offsetof(ip, ip_dst), 4);
-      (void)!sendto(q.raw4.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&dst),
-                    sizeof dst);
-    } else if (version == 6 && pkt.size() >= sizeof(ip6_hdr)) {
-      if (!q.raw6.valid()) return;
-      sockaddr_in6 dst{};
-      dst.sin6_family = AF_INET6;
-      std::memcpy(&dst.sin6_addr, pkt.data() + offsetof(ip6_hdr, ip6_dst), 16);
-      (void)!sendto(q.raw6.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&dst),
-                    sizeof dst);
+    if (q.inject.packet.valid()) {
+      if (pkt.size() < 14 + 20) return;
+      sockaddr_ll to{};
+      to.sll_family = AF_PACKET;
+      to.sll_ifindex = q.inject.ifindex;
+      to.sll_halen = 6;
+      std::memcpy(to.sll_addr, pkt.data(), 6);
+      if (sendto(q.inject.packet.get(), pkt.data(), pkt.size(), 0,
+                 reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+        return;
+      }
     } else {
-      return;
+      const uint8_t version = pkt[0] >> 4;
+      if (version == 4 && pkt.size() >= sizeof(ip)) {
+        if (!q.inject.raw4.valid()) return;
+        sockaddr_in dst{};
+        dst.sin_family = AF_INET;
+        std::memcpy(&dst.sin_addr, pkt.data() + offsetof(ip, ip_dst), 4);
+        (void)!sendto(q.inject.raw4.get(), pkt.data(), pkt.size(), 0,
+                      reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+      } else if (version == 6 && pkt.size() >= sizeof(ip6_hdr)) {
+        if (!q.inject.raw6.valid()) return;
+        sockaddr_in6 dst{};
+        dst.sin6_family = AF_INET6;
+        std::memcpy(&dst.sin6_addr, pkt.data() + offsetof(ip6_hdr, ip6_dst), 16);
+        (void)!sendto(q.inject.raw6.get(), pkt.data(), pkt.size(), 0,
+                      reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+      } else {
+        return;
+      }
     }
     Inc(q.counters->duplicated);
     Inc(q.counters->passed_packets);
-    Inc(q.counters->passed_bytes, pkt.size());
+    Inc(q.counters->passed_bytes, pkt.size() - (q.inject.packet.valid() ? 14 : 0));
   }
 
   void ReleaseDue(int64_t now) {
@@ -646,18 +691,31 @@ struct QueueRef {
   int worker = 0;
   std::shared_ptr<CounterBlock> counters;
   DelayLineSpec spec;
+  QueueOptions options;
 };
 
-Result<std::pair<UniqueFd, UniqueFd>> OpenRawSockets(const std::string& netns) {
-  std::pair<UniqueFd, UniqueFd> socks;
+// The sockets duplicates are sent with (QueueOptions), opened in the queue's namespace.
+Result<Injector> OpenInjector(const std::string& netns, const QueueOptions& opts) {
+  Injector inj;
   GRIDEMU_RETURN_IF_ERROR(RunInNetns(netns, [&]() -> Status {
-    socks.first.reset(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
-    if (!socks.first.valid()) return ErrnoStatus(errno, "raw IPv4 socket for duplicates");
-    socks.second.reset(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!opts.inject_ifname.empty()) {
+      inj.ifindex = static_cast<int>(if_nametoindex(opts.inject_ifname.c_str()));
+      if (inj.ifindex == 0) {
+        return NotFoundError("interface " + opts.inject_ifname + " (for duplicates) in " + netns);
+      }
+      inj.packet.reset(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+      if (!inj.packet.valid()) return ErrnoStatus(errno, "packet socket for duplicates");
+      inj.dst_mac.fill(0xff);
+      if (opts.dst_mac) inj.dst_mac = *opts.dst_mac;
+      return Status::Ok();
+    }
+    inj.raw4.reset(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    if (!inj.raw4.valid()) return ErrnoStatus(errno, "raw IPv4 socket for duplicates");
+    inj.raw6.reset(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
     // IPv6 may be disabled in the namespace: duplicates are then IPv4 only.
     return Status::Ok();
   }));
-  return socks;
+  return inj;
 }
 
 class DelayLineImpl : public DelayLine {
@@ -710,7 +768,8 @@ class DelayLineImpl : public DelayLine {
     return Status::Ok();
   }
 
-  Result<QueueInfo> AddQueue(const std::string& netns, const DelayLineSpec& spec) override {
+  Result<QueueInfo> AddQueue(const std::string& netns, const DelayLineSpec& spec,
+                             const QueueOptions& options) override {
     GRIDEMU_ASSIGN_OR_RETURN(NetnsId nsid, GetNetnsId(netns));
     UniqueFd fd;
     uint16_t num = 0;
@@ -751,15 +810,14 @@ class DelayLineImpl : public DelayLine {
         return UnavailableError("no free NFQUEUE number in " + netns + ": " + last.message());
       }
     }
-    UniqueFd raw4, raw6;
+    Injector inject;
     if (spec.impairment.duplicate) {
-      auto raws = OpenRawSockets(netns);
-      if (!raws.ok()) {
+      auto inj = OpenInjector(netns, options);
+      if (!inj.ok()) {
         ReleaseNumber(nsid, num);
-        return raws.status();
+        return inj.status();
       }
-      raw4 = std::move(raws->first);
-      raw6 = std::move(raws->second);
+      inject = std::move(*inj);
     }
     auto q = std::make_unique<Queue>();
     q->num = num;
@@ -767,14 +825,14 @@ class DelayLineImpl : public DelayLine {
     q->spec = spec;
     q->model = std::make_unique<ImpairmentModel>(spec.impairment, spec.seed);
     q->counters = std::make_shared<CounterBlock>();
-    q->raw4 = std::move(raw4);
-    q->raw6 = std::move(raw6);
+    q->inject = std::move(inject);
     QueueRef ref;
     ref.netns = netns;
     ref.netns_id = nsid;
     ref.num = num;
     ref.counters = q->counters;
     ref.spec = spec;
+    ref.options = options;
     // Least-loaded worker.
     int best = 0;
     for (int i = 1; i < static_cast<int>(workers_.size()); ++i) {
@@ -803,16 +861,12 @@ class DelayLineImpl : public DelayLine {
       if (it == refs_.end()) return NotFoundError("delay line queue " + std::to_string(id));
       ref = it->second;
     }
-    UniqueFd raw4, raw6;
+    auto inject = std::make_shared<Injector>();
     if (spec.impairment.duplicate && !ref.spec.impairment.duplicate) {
-      GRIDEMU_ASSIGN_OR_RETURN(auto raws, OpenRawSockets(ref.netns));
-      raw4 = std::move(raws.first);
-      raw6 = std::move(raws.second);
+      GRIDEMU_ASSIGN_OR_RETURN(*inject, OpenInjector(ref.netns, ref.options));
     }
     Worker* w = workers_[ref.worker].get();
-    auto r4 = std::make_shared<UniqueFd>(std::move(raw4));
-    auto r6 = std::make_shared<UniqueFd>(std::move(raw6));
-    w->Call([w, id, spec, r4, r6] { w->UpdateQueue(id, spec, std::move(*r4), std::move(*r6)); });
+    w->Call([w, id, spec, inject] { w->UpdateQueue(id, spec, std::move(*inject)); });
     std::lock_guard<std::mutex> lock(mu_);
     auto it = refs_.find(id);
     if (it != refs_.end()) it->second.spec = spec;

@@ -1,6 +1,9 @@
 // Private rtnetlink plumbing shared by netlink_ops.cc, capabilities.cc and shaper.cc.
 #pragma once
 
+#include <array>
+#include <optional>
+
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -71,6 +74,15 @@ Result<TcInfo> GetTcInfo(RtnlSocket& sock, int ifindex, TcOp::Object object, uin
 
 /// The interface's IFLA_GSO_MAX_SEGS (RTM_GETLINK). kNotFound if it is gone.
 Result<uint32_t> GetGsoMaxSegs(RtnlSocket& sock, int ifindex);
+
+/// What the shaper needs to know of an interface to send frames to it: its MAC address
+/// (IFLA_ADDRESS; unset without one) and the ifindex of the bridge it is a port of
+/// (IFLA_MASTER; 0 if none). Errors: kNotFound, netlink errors.
+struct LinkFacts {
+  std::optional<std::array<uint8_t, 6>> mac;
+  int master = 0;
+};
+Result<LinkFacts> GetLinkFacts(RtnlSocket& sock, int ifindex);
 /// Sets IFLA_GSO_MAX_SEGS (RTM_NEWLINK on the existing interface).
 Status SetGsoMaxSegs(RtnlSocket& sock, int ifindex, uint32_t segs);
 

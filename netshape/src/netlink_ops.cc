@@ -460,6 +460,36 @@ Result<uint32_t> GetGsoMaxSegs(RtnlSocket& sock, int ifindex) {
   return *segs;
 }
 
+Result<LinkFacts> GetLinkFacts(RtnlSocket& sock, int ifindex) {
+  NlMsgPtr msg(nlmsg_alloc_simple(RTM_GETLINK, 0));
+  struct ifinfomsg ifi;
+  std::memset(&ifi, 0, sizeof ifi);
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = ifindex;
+  nlmsg_append(msg.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO);
+  nlmsg_hdr(msg.get())->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  LinkFacts facts;
+  bool seen = false;
+  GRIDEMU_RETURN_IF_ERROR(
+      sock.Transact(msg.get(), "link " + std::to_string(ifindex), [&](const nlmsghdr* h) {
+        if (h->nlmsg_type != RTM_NEWLINK) return;
+        struct nlattr* tb[IFLA_MAX + 1];
+        if (nlmsg_parse(const_cast<nlmsghdr*>(h), sizeof(struct ifinfomsg), tb, IFLA_MAX,
+                        nullptr) < 0) {
+          return;
+        }
+        seen = true;
+        if (tb[IFLA_ADDRESS] && nla_len(tb[IFLA_ADDRESS]) == 6) {
+          std::array<uint8_t, 6> mac;
+          std::memcpy(mac.data(), nla_data(tb[IFLA_ADDRESS]), 6);
+          facts.mac = mac;
+        }
+        if (tb[IFLA_MASTER]) facts.master = static_cast<int>(nla_get_u32(tb[IFLA_MASTER]));
+      }));
+  if (!seen) return NotFoundError("link " + std::to_string(ifindex) + ": no answer");
+  return facts;
+}
+
 Status SetGsoMaxSegs(RtnlSocket& sock, int ifindex, uint32_t segs) {
   NlMsgPtr msg(nlmsg_alloc_simple(RTM_NEWLINK, 0));
   struct ifinfomsg ifi;

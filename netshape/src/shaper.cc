@@ -52,26 +52,63 @@ bool ValidIfname(const std::string& n) {
 
 std::string NetnsLabel(const std::string& p) { return p.empty() ? "(current namespace)" : p; }
 
-// One NFQUEUE rule (shaper.h documents its exact form).
+}  // namespace
+
+// One NFQUEUE rule (shaper.h documents its exact form): in PREROUTING matching the
+// receiver's interface, or in the leaf chain of a hold tree matching the bridge port.
 struct Rule {
-  std::string ifname;
+  std::string chain;
+  std::string match;
   uint16_t queue_num;
   std::string tag;
   std::string Text(char op) const {
-    return std::string("-") + op + " PREROUTING -i " + ifname +
+    return std::string("-") + op + " " + chain + " " + match +
            " -m comment --comment \"gridemu:" + tag + "\" -j NFQUEUE --queue-num " +
            std::to_string(queue_num) + "\n";
   }
 };
 
+namespace {
+
+// The hold tree (shape_request.h HoldPoint): PREROUTING jumps to kHoldRoot, which
+// dispatches on the bridge's group one hex digit (of 16 bits) per level.
+constexpr const char* kHoldRoot = "GRIDEMU-HOLD";
+
+// Chain of the tree node for the top `digits` hex digits of `group` (digits 0 = root).
+std::string HoldChain(uint32_t group, int digits) {
+  if (digits == 0) return kHoldRoot;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "GH-%0*x", digits, group >> (4 * (4 - digits)));
+  return buf;
+}
+
+// The rule of `r`'s direction, for its queue `queue_num`.
+Rule RuleOf(const ShapeRequest& r, uint16_t queue_num) {
+  if (r.hold) {
+    return {HoldChain(r.hold->group, 4), "-m physdev --physdev-in " + r.hold->port, queue_num,
+            r.tag};
+  }
+  return {"PREROUTING", "-i " + r.receiver.ifname, queue_num, r.tag};
+}
+
+// The namespace the rule and the queue of `r` live in.
+const std::string& QueueNetns(const ShapeRequest& r) {
+  return r.hold ? r.hold->netns : r.receiver.netns;
+}
+
 // Applies `op` ('A' or 'D') for `rules` in one namespace, one process per family.
-Status RunRules(const std::string& netns, const std::vector<Rule>& rules, char op, bool ipv6) {
-  if (rules.empty()) return Status::Ok();
-  std::string text = "*mangle\n";
+// `preamble`: lines that come first (chains of a hold tree).
+// `flush`: replace the whole mangle table (a namespace that holds only our rules).
+Status RunRules(const std::string& netns, const std::vector<Rule>& rules, char op, bool ipv6,
+                const std::string& preamble = "", bool flush = false) {
+  if (rules.empty() && preamble.empty()) return Status::Ok();
+  std::string text = "*mangle\n" + preamble;
   for (const Rule& r : rules) text += r.Text(op);
   text += "COMMIT\n";
   auto run = [&](const char* prog) -> Status {
-    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult r, RunProcess(netns, {prog, "-w", "--noflush"}, text));
+    std::vector<std::string> argv{prog, "-w"};
+    if (!flush) argv.push_back("--noflush");
+    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult r, RunProcess(netns, argv, text));
     if (r.exit_code == 0) return Status::Ok();
     std::string err = r.err;
     while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
@@ -189,6 +226,15 @@ Status Shaper::CheckRequest(const ShapeRequest& r) const {
   if (r.half != ShapeHalf::kSenderOnly && !ValidIfname(r.receiver.ifname)) {
     return InvalidArgumentError("receiver interface '" + r.receiver.ifname + "': not a valid name");
   }
+  if (r.hold) {
+    if (r.hold->netns.empty() || !ValidIfname(r.hold->port) || !ValidIfname(r.hold->out_port)) {
+      return InvalidArgumentError("hold point: expected a namespace and two bridge port names");
+    }
+    if (r.hold->group == 0 || r.hold->group > 0xffff) {
+      return InvalidArgumentError("hold point: group " + std::to_string(r.hold->group) +
+                                  " is out of range (1 to 65535)");
+    }
+  }
   return Status::Ok();
 }
 
@@ -198,7 +244,7 @@ Result<Plan> Shaper::PlanFor(const ShapeRequest& r, const LinkProfile& profile,
   GRIDEMU_RETURN_IF_ERROR(CheckBackendSupports(profile, backend_, caps_));
   PlanOptions po;
   po.backend = backend_;
-  po.seed = options_.seed;
+  po.seed = r.seed.value_or(options_.seed);
   po.stream = r.stream.empty() ? r.tag : r.stream;
   po.mtu_bytes = mtu;
   po.default_queue_packets = options_.default_queue_packets;
@@ -215,6 +261,69 @@ Result<Plan> Shaper::PlanFor(const ShapeRequest& r, const LinkProfile& profile,
     }
   }
   return plan;
+}
+
+Status Shaper::InstallRules(const std::string& netns, const std::vector<Rule>& rules,
+                            const std::vector<uint32_t>& hold_groups) {
+  if (hold_groups.empty()) return RunRules(netns, rules, 'A', options_.ipv6);
+  GRIDEMU_ASSIGN_OR_RETURN(std::shared_ptr<HoldTree> tree, Tree(netns));
+  std::lock_guard<std::mutex> lock(tree->mu);
+  // The first rules of a hold namespace rewrite its mangle table: only ours live there,
+  // and a crashed process's tree goes with it.
+  const bool first = tree->chains.empty();
+  std::set<std::string> chains = tree->chains;
+  std::string decl, dispatch;
+  if (first) {
+    decl = ":PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+           ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:" + std::string(kHoldRoot) +
+           " - [0:0]\n";
+    dispatch = "-A PREROUTING -j " + std::string(kHoldRoot) + "\n";
+    chains.insert(kHoldRoot);
+  }
+  for (uint32_t g : hold_groups) {
+    for (int digits = 1; digits <= 4; ++digits) {
+      const std::string chain = HoldChain(g, digits);
+      if (!chains.insert(chain).second) continue;
+      const int shift = 4 * (4 - digits);
+      char match[96];
+      std::snprintf(match, sizeof match, "-m devgroup --src-group 0x%x/0x%x",
+                    (g >> shift) << shift, 0xffffffffu << shift);
+      decl += first ? ":" + chain + " - [0:0]\n" : "-N " + chain + "\n";
+      dispatch += "-A " + HoldChain(g, digits - 1) + " " + match + " -j " + chain + "\n";
+    }
+  }
+  GRIDEMU_RETURN_IF_ERROR(RunRules(netns, rules, 'A', options_.ipv6, decl + dispatch, first));
+  tree->chains = std::move(chains);
+  return Status::Ok();
+}
+
+Status Shaper::DeleteRules(const std::string& netns, const std::vector<Rule>& rules, bool hold) {
+  if (!hold) return RunRules(netns, rules, 'D', options_.ipv6);
+  GRIDEMU_ASSIGN_OR_RETURN(std::shared_ptr<HoldTree> tree, Tree(netns));
+  std::lock_guard<std::mutex> lock(tree->mu);
+  return RunRules(netns, rules, 'D', options_.ipv6);
+}
+
+Result<std::shared_ptr<Shaper::HoldTree>> Shaper::Tree(const std::string& netns) {
+  GRIDEMU_ASSIGN_OR_RETURN(NetnsId id, GetNetnsId(netns));
+  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<HoldTree>& t = holds_[id];
+  if (!t) t = std::make_shared<HoldTree>();
+  return t;
+}
+
+Result<QueueOptions> Shaper::QueueOptionsFor(const ShapeRequest& r) {
+  QueueOptions o;
+  if (!r.hold) return o;
+  o.inject_ifname = r.hold->out_port;
+  // Duplicates go to the receiver's MAC address; a receiver that is itself a bridge
+  // port (a switch) forwards frames addressed beyond it: broadcast then.
+  if (r.half == ShapeHalf::kSenderOnly) return o;
+  GRIDEMU_ASSIGN_OR_RETURN(int ifindex, InterfaceIndex(r.receiver.netns, r.receiver.ifname));
+  GRIDEMU_ASSIGN_OR_RETURN(auto ctx, GetCtx(r.receiver.netns));
+  GRIDEMU_ASSIGN_OR_RETURN(LinkFacts facts, GetLinkFacts(*ctx->sock, ifindex));
+  if (facts.master == 0) o.dst_mac = facts.mac;
+  return o;
 }
 
 void Shaper::Forget(ShapedLink* link) {
@@ -286,32 +395,39 @@ Result<std::vector<std::unique_ptr<ShapedLink>>> Shaper::ShapeMany(
     }
     if (l.plan_.delay_line) {
       GRIDEMU_RETURN_IF_ERROR(EnsureDelayLine());
-      // The receiver's interface must exist before packets are diverted from it.
-      auto rim = IfIndexAndMtu(r.receiver.netns, r.receiver.ifname);
+      // The interface packets are diverted from must exist first.
+      auto rim = r.hold ? IfIndexAndMtu(r.hold->netns, r.hold->port)
+                        : IfIndexAndMtu(r.receiver.netns, r.receiver.ifname);
       if (!rim.ok()) return fail(rim.status().WithContext(r.tag));
-      auto q = delay_line_->AddQueue(r.receiver.netns, *l.plan_.delay_line);
+      auto qo = QueueOptionsFor(r);
+      if (!qo.ok()) return fail(qo.status().WithContext(r.tag));
+      auto q = delay_line_->AddQueue(QueueNetns(r), *l.plan_.delay_line, *qo);
       if (!q.ok()) return fail(q.status().WithContext(r.tag));
       l.queue_ = *q;
     }
   }
-  // 2. Rules: one iptables-restore (and one ip6tables-restore) per receiving namespace.
+  // 2. Rules: one iptables-restore (and one ip6tables-restore) per namespace the queues
+  // are in (the receivers', or hold namespaces).
   std::map<NetnsId, std::vector<ShapedLink*>> by_ns;
   for (auto& l : links) {
     if (!l->queue_) continue;
-    auto id = GetNetnsId(l->request_.receiver.netns);
+    auto id = GetNetnsId(QueueNetns(l->request_));
     if (!id.ok()) return fail(id.status());
     by_ns[*id].push_back(l.get());
   }
   for (auto& [id, group] : by_ns) {
     std::vector<Rule> rules;
+    std::vector<uint32_t> groups;
     for (ShapedLink* l : group) {
-      rules.push_back({l->request_.receiver.ifname, l->queue_->queue_num, l->request_.tag});
+      rules.push_back(RuleOf(l->request_, l->queue_->queue_num));
+      if (l->request_.hold) groups.push_back(l->request_.hold->group);
     }
-    Status s = RunRules(group.front()->request_.receiver.netns, rules, 'A', options_.ipv6);
+    const std::string& netns = QueueNetns(group.front()->request_);
+    Status s = InstallRules(netns, rules, groups);
     if (!s.ok()) {
       // iptables-restore applies a batch atomically per family; the IPv4 one may have
       // succeeded: delete what may be there, ignoring "no such rule".
-      (void)RunRules(group.front()->request_.receiver.netns, rules, 'D', false);
+      (void)RunRules(netns, rules, 'D', false);
       return fail(s);
     }
     for (ShapedLink* l : group) l->rules_installed_ = true;
@@ -331,16 +447,15 @@ Status Shaper::RemoveMany(std::vector<std::unique_ptr<ShapedLink>>& links) {
     if (!l) continue;
     std::lock_guard<std::mutex> lock(l->mu_);
     if (!l->rules_installed_ || !l->queue_) continue;
-    auto id = GetNetnsId(l->request_.receiver.netns);
+    auto id = GetNetnsId(QueueNetns(l->request_));
     if (!id.ok()) continue;  // the namespace is gone, and its rules with it
     by_ns[*id].push_back(l.get());
   }
   for (auto& [id, group] : by_ns) {
     std::vector<Rule> rules;
-    for (ShapedLink* l : group) {
-      rules.push_back({l->request_.receiver.ifname, l->queue_->queue_num, l->request_.tag});
-    }
-    Status s = RunRules(group.front()->request_.receiver.netns, rules, 'D', options_.ipv6);
+    for (ShapedLink* l : group) rules.push_back(RuleOf(l->request_, l->queue_->queue_num));
+    Status s = DeleteRules(QueueNetns(group.front()->request_), rules,
+                           group.front()->request_.hold.has_value());
     if (s.ok()) {
       for (ShapedLink* l : group) {
         std::lock_guard<std::mutex> lock(l->mu_);
@@ -416,11 +531,11 @@ Status ShapedLink::Remove() {
     if (!s.ok() && first.ok()) first = s.WithContext(request_.tag);
   };
   if (rules_installed_ && queue_) {
-    Status s = RunRules(request_.receiver.netns,
-                        {{request_.receiver.ifname, queue_->queue_num, request_.tag}}, 'D',
-                        shaper_->options_.ipv6);
+    const std::string& netns = QueueNetns(request_);
+    Status s = shaper_->DeleteRules(netns, {RuleOf(request_, queue_->queue_num)},
+                                    request_.hold.has_value());
     // A namespace or rule that is gone already is what we want.
-    if (s.ok() || s.code() == StatusCode::kNotFound || !GetNetnsId(request_.receiver.netns).ok()) {
+    if (s.ok() || s.code() == StatusCode::kNotFound || !GetNetnsId(netns).ok()) {
       rules_installed_ = false;
     } else {
       note(s);
@@ -482,12 +597,14 @@ Status ShapedLink::Change(const LinkProfile& changes) {
     GRIDEMU_RETURN_IF_ERROR(shaper_->delay_line_->UpdateQueue(queue_->id, *next.delay_line));
   } else if (!queue_ && next.delay_line) {
     GRIDEMU_RETURN_IF_ERROR(shaper_->EnsureDelayLine());
+    GRIDEMU_ASSIGN_OR_RETURN(QueueOptions qo, shaper_->QueueOptionsFor(request_));
     GRIDEMU_ASSIGN_OR_RETURN(
-        auto q, shaper_->delay_line_->AddQueue(request_.receiver.netns, *next.delay_line));
+        auto q, shaper_->delay_line_->AddQueue(QueueNetns(request_), *next.delay_line, qo));
     queue_ = q;
-    Status s = RunRules(request_.receiver.netns,
-                        {{request_.receiver.ifname, queue_->queue_num, request_.tag}}, 'A',
-                        shaper_->options_.ipv6);
+    std::vector<uint32_t> groups;
+    if (request_.hold) groups.push_back(request_.hold->group);
+    Status s =
+        shaper_->InstallRules(QueueNetns(request_), {RuleOf(request_, queue_->queue_num)}, groups);
     if (!s.ok()) {
       (void)shaper_->delay_line_->RemoveQueue(queue_->id);
       queue_.reset();
@@ -495,9 +612,9 @@ Status ShapedLink::Change(const LinkProfile& changes) {
     }
     rules_installed_ = true;
   } else if (queue_ && !next.delay_line) {
-    GRIDEMU_RETURN_IF_ERROR(RunRules(request_.receiver.netns,
-                                     {{request_.receiver.ifname, queue_->queue_num, request_.tag}},
-                                     'D', shaper_->options_.ipv6)
+    GRIDEMU_RETURN_IF_ERROR(shaper_->DeleteRules(QueueNetns(request_),
+                                                 {RuleOf(request_, queue_->queue_num)},
+                                                 request_.hold.has_value())
                                 .WithContext(request_.tag));
     rules_installed_ = false;
     (void)shaper_->delay_line_->RemoveQueue(queue_->id);
@@ -584,7 +701,7 @@ Result<int> RemoveLeftoverRules(const std::string& netns_path, const std::string
     std::istringstream in(r.out);
     std::string line;
     while (std::getline(in, line)) {
-      if (line.rfind("-A PREROUTING ", 0) != 0) continue;
+      if (line.rfind("-A ", 0) != 0) continue;  // PREROUTING, or a hold tree's leaf
       if (line.find(needle1) == std::string::npos && line.find(needle2) == std::string::npos) {
         continue;
       }

@@ -161,6 +161,7 @@ class NetlinkPlumbing final : public Plumbing {
   Status SetLinkUp(const NetnsRef& ns, std::string_view ifname, bool up) override;
   Status AddAddress(const AddressSpec& spec) override;
   Status EnableForwarding(const NetnsRef& ns) override;
+  Status SetSysctl(const NetnsRef& ns, std::string_view key, std::string_view value) override;
   Status AddRoute(const RouteSpec& spec) override;
   Status DeleteLink(const NetnsRef& ns, std::string_view ifname) override;
   Result<std::vector<LinkInfo>> ListTagged(const NetnsRef& ns,
@@ -435,6 +436,7 @@ Status NetlinkPlumbing::CreateBridge(const BridgeSpec& spec) {
   if (!ok) return BuildError(what);
   nla_nest_end(m, data);
   nla_nest_end(m, info);
+  if (spec.group != 0 && nla_put_u32(m, IFLA_GROUP, spec.group) < 0) return BuildError(what);
   GRIDEMU_RETURN_IF_ERROR(Send(*conn, std::move(msg), "creating " + what));
   conn->ifindex.erase(spec.name);
   GRIDEMU_RETURN_IF_ERROR(
@@ -490,18 +492,37 @@ Status NetlinkPlumbing::AddAddress(const AddressSpec& spec) {
 }
 
 Status NetlinkPlumbing::EnableForwarding(const NetnsRef& ns) {
+  return SetSysctl(ns, "net.ipv4.ip_forward", "1")
+      .WithContext("enabling IPv4 forwarding in " + ns.ToString());
+}
+
+Status NetlinkPlumbing::SetSysctl(const NetnsRef& ns, std::string_view key,
+                                  std::string_view value) {
   CallScope scope(this);
+  const std::string what = "sysctl " + std::string(key) + " in " + ns.ToString();
+  if (key.empty() || key.find("..") != std::string_view::npos ||
+      key.find_first_of("/ \t\n") != std::string_view::npos) {
+    return InvalidArgumentError(what + ": bad key");
+  }
+  std::string path = "/proc/sys/" + std::string(key);
+  std::replace(path.begin() + 10, path.end(), '.', '/');
   GRIDEMU_ASSIGN_OR_RETURN(auto conn, Conn(ns, false));
-  const std::string what = "enabling IPv4 forwarding in " + ns.ToString();
   int fd;
   {
     // /proc/sys/net resolves to the namespace of the opener at open time.
     GRIDEMU_ASSIGN_OR_RETURN(ScopedNetns inside, ScopedNetns::Enter(conn->ns_fd.get()));
-    fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
+    fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
   }
-  if (fd < 0) return InternalError(what + ": " + std::strerror(errno));
+  if (fd < 0) {
+    const int e = errno;
+    if (e == ENOENT) return NotFoundError(what + ": no such key");
+    return InternalError(what + ": " + std::strerror(e));
+  }
   Fd file(fd);
-  if (write(file.get(), "1\n", 2) != 2) return InternalError(what + ": " + std::strerror(errno));
+  const std::string text = std::string(value) + "\n";
+  if (write(file.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return InternalError(what + ": " + std::strerror(errno));
+  }
   return Status::Ok();
 }
 

@@ -32,6 +32,7 @@ struct ShardApplier::ShardState {
   // that the link step may read the paths of made vnodes while later ones
   // are being made.
   std::map<std::string, std::string> netns;
+  std::string wire_ns;           // the wire namespace's path, once made ("" = none)
   std::vector<LinkState> links;  // parallel to plan.links
   bool complete = false;
 };
@@ -48,14 +49,19 @@ std::string Obj(const char* kind, const std::string& name) {
   return std::string(kind) + " " + name;
 }
 
-// True when a profile asks for more than a rate and a queue (a delay line with
-// the userspace backend).
-bool HasImpairment(const LinkProfile& p) {
-  LinkProfile kernel_only;
-  kernel_only.rate_bps = p.rate_bps;
-  kernel_only.queue_packets = p.queue_packets;
-  return !(p == kernel_only);
+// Vnodes among network namespace names: not the wire namespace ("<prefix>-<exp>-_wire").
+uint32_t CountVnodes(const std::vector<std::string>& netns) {
+  const std::string wire = std::string("-") + ShardPlan::kWireVnode;
+  uint32_t n = 0;
+  for (const std::string& name : netns) {
+    n += name.size() > wire.size() &&
+                 name.compare(name.size() - wire.size(), wire.size(), wire) == 0
+             ? 0
+             : 1;
+  }
+  return n;
 }
+
 
 }  // namespace
 
@@ -240,10 +246,15 @@ DeployReport ShardApplier::DeployPlan(ShardPlan&& owned, const DeployProgressFn&
     return fail();
   }
   report();
-  // 2. Vnodes, and links (plumbed and shaped) as soon as their ends exist.
+  // 2. The wire namespace, where the delay line holds packets (ShardPlan::wire).
+  if (Status st = MakeWire(*s); !st.ok()) {
+    rep.errors.push_back({Obj("vnode", ShardPlan::kWireVnode), st.ToString()});
+    return fail();
+  }
+  // 3. Vnodes, and links (plumbed and shaped) as soon as their ends exist.
   PipelineResult made = MakeVnodesAndLinks(*s, progress, rep);
   if (!made.ok()) return fail();
-  // 3. The LANs and routes, which need every interface.
+  // 4. The LANs and routes, which need every interface.
   const auto tr = Clock::now();
   if (Status st = PlumbLanAndRoutes(*s); !st.ok()) {
     rep.errors.push_back({"routes", st.ToString()});
@@ -251,7 +262,7 @@ DeployReport ShardApplier::DeployPlan(ShardPlan&& owned, const DeployProgressFn&
   }
   rep.timings.links_tail_s += Secs(tr, Clock::now());
   report();
-  // 4. Record that it is complete.
+  // 5. Record that it is complete.
   if (Status st = RecordPhase(plan, "ready"); !st.ok()) {
     rep.errors.push_back({"record", st.ToString()});
     return fail();
@@ -259,6 +270,21 @@ DeployReport ShardApplier::DeployPlan(ShardPlan&& owned, const DeployProgressFn&
   s->complete = true;
   rep.ok = true;
   return finish();
+}
+
+Status ShardApplier::MakeWire(ShardState& s) {
+  if (!s.plan.wire) return Status::Ok();
+  GRIDEMU_RETURN_IF_ERROR(deps_.runtime->Create(*s.plan.wire));
+  GRIDEMU_ASSIGN_OR_RETURN(VnodeInfo info,
+                           deps_.runtime->Info(VnodeRef{s.plan.experiment, ShardPlan::kWireVnode}));
+  s.wire_ns = info.netns_path;
+  // Bridged IP packets go through its iptables (br_netfilter), where the delay line's
+  // rules hold them; ARP and the rest pass.
+  GRIDEMU_ASSIGN_OR_RETURN(std::unique_ptr<Plumbing> p, deps_.new_plumbing());
+  const NetnsRef ns = NetnsRef::AtPath(s.wire_ns);
+  GRIDEMU_RETURN_IF_ERROR(p->SetSysctl(ns, "net.bridge.bridge-nf-call-iptables", "1"));
+  GRIDEMU_RETURN_IF_ERROR(p->SetSysctl(ns, "net.bridge.bridge-nf-call-ip6tables", "1"));
+  return p->SetSysctl(ns, "net.bridge.bridge-nf-call-arptables", "0");
 }
 
 Status ShardApplier::RecordPhase(const ShardPlan& plan, const char* phase) {
@@ -344,6 +370,10 @@ Status ShardApplier::PlumbLinks(const ShardState& s, std::span<const size_t> lin
   for (size_t i : links) {
     const LinkPlan& l = s.plan.links[i];
     const LinkState& ls = s.links[i];
+    if (l.wire) {
+      AddWiredLink(s, l, ls, b, tunnels);
+      continue;
+    }
     if (l.tunnel) {
       const bool la = l.tunnel->local_a;
       VxlanSpec v;
@@ -393,6 +423,56 @@ Status ShardApplier::PlumbLinks(const ShardState& s, std::span<const size_t> lin
   return p->Apply(b);
 }
 
+void ShardApplier::AddWiredLink(const ShardState& s, const LinkPlan& l, const LinkState& ls,
+                                PlumbingBatch& b, std::vector<VxlanSpec>& tunnels) const {
+  const WirePlan& w = *l.wire;
+  const NetnsRef wire = NetnsRef::AtPath(s.wire_ns);
+  // A tunnel's frames are at most the underlay's MTU less 50 bytes: so are the veth's.
+  const uint32_t mtu = l.mtu != 0 ? l.mtu : (l.tunnel ? 1450 : 0);
+  std::vector<std::string> ports;
+  for (bool end_a : {true, false}) {
+    if (end_a ? !l.has_a() : !l.has_b()) {
+      // The remote end of a tunnel: the VXLAN device, as the bridge's other port.
+      VxlanSpec v;
+      v.underlay_ns = options_.underlay_ns;
+      v.underlay_dev = options_.underlay_dev;
+      v.vni = l.tunnel->vni;
+      v.local = options_.local_address;
+      v.remote = l.tunnel->remote;
+      v.dst_port = options_.vxlan_port;
+      v.ns = wire;
+      v.name = end_a ? w.port_a : w.port_b;
+      v.mtu = mtu;
+      v.tag = l.tag;
+      tunnels.push_back(std::move(v));
+      ports.push_back(end_a ? w.port_a : w.port_b);
+      continue;
+    }
+    VethSpec v;
+    v.ns_a = NetnsRef::AtPath(end_a ? ls.ns_a : ls.ns_b);
+    v.name_a = end_a ? l.if_a : l.if_b;
+    v.ns_b = wire;
+    v.name_b = end_a ? w.port_a : w.port_b;
+    v.mtu = mtu;
+    v.tag = l.tag;
+    ports.push_back(v.name_b);
+    b.veths.push_back(std::move(v));
+    const std::string& addr = end_a ? l.addr_a : l.addr_b;
+    if (!addr.empty()) {
+      b.addresses.push_back({NetnsRef::AtPath(end_a ? ls.ns_a : ls.ns_b), end_a ? l.if_a : l.if_b,
+                             addr, end_a ? l.len_a : l.len_b});
+    }
+  }
+  BridgeSpec br;
+  br.ns = wire;
+  br.name = w.bridge;
+  br.ports = std::move(ports);
+  br.mtu = mtu;
+  br.tag = l.tag;
+  br.group = w.group;
+  b.bridges.push_back(std::move(br));
+}
+
 Status ShardApplier::PlumbLanAndRoutes(const ShardState& s) {
   PlumbingBatch b;
   for (const BridgePlan& br : s.plan.bridges) {
@@ -434,6 +514,14 @@ Status ShardApplier::ShapeLinks(ShardState& s, std::span<const size_t> links) {
       r.tag = fwd ? l.forward_tag : l.reverse_tag;
       r.direction = fwd ? netshape::Direction::kForward : netshape::Direction::kReverse;
       r.half = l.Half(fwd);
+      // Every run of an experiment draws the same decisions for the same packets: the
+      // experiment's seed, and a stream named by the link (not by its experiment id).
+      r.seed = s.plan.seed;
+      r.stream = l.name;
+      if (l.wire) {
+        r.hold = netshape::HoldPoint{s.wire_ns, fwd ? l.wire->port_a : l.wire->port_b,
+                                     l.wire->group, fwd ? l.wire->port_b : l.wire->port_a};
+      }
       reqs.push_back(std::move(r));
       where.emplace_back(i, fwd);
     }
@@ -509,8 +597,16 @@ TeardownReport ShardApplier::Teardown(const std::string& experiment) {
   if (s != nullptr) {
     std::vector<VnodeRef> refs;
     for (const auto& [name, path] : s->netns) refs.push_back(VnodeRef{experiment, name});
+    const size_t vnodes = refs.size();
+    if (!s->wire_ns.empty()) refs.push_back(VnodeRef{experiment, ShardPlan::kWireVnode});
     std::vector<Status> st = deps_.runtime->DestroyBatch(refs);
     for (size_t i = 0; i < refs.size(); ++i) {
+      if (i >= vnodes) {
+        if (!st[i].ok() && st[i].code() != StatusCode::kNotFound) {
+          rep.errors.push_back({Obj("vnode", refs[i].name), st[i].ToString()});
+        }
+        continue;
+      }
       if (st[i].ok()) {
         ++rep.vnodes_removed;
       } else if (st[i].code() != StatusCode::kNotFound) {
@@ -525,7 +621,7 @@ TeardownReport ShardApplier::Teardown(const std::string& experiment) {
   const auto tc = Clock::now();
   Result<Leftovers> left = deps_.runtime->ListLeftovers(experiment);
   if (left.ok() && !left->empty()) {
-    rep.vnodes_removed += static_cast<uint32_t>(left->netns.size());
+    rep.vnodes_removed += CountVnodes(left->netns);
     Status c = deps_.runtime->CleanupExperiment(experiment);
     if (!c.ok()) rep.errors.push_back({"cleanup", c.ToString()});
   }
@@ -728,7 +824,7 @@ Result<std::vector<HeldExperiment>> ShardApplier::FindHeld() const {
     HeldExperiment h;
     h.experiment = e;
     Result<Leftovers> left = deps_.runtime->ListLeftovers(e);
-    if (left.ok()) h.vnodes = static_cast<uint32_t>(left->netns.size());
+    if (left.ok()) h.vnodes = CountVnodes(left->netns);
     Result<ShardPhase> phase = deps_.records->ReadPhase(e);
     if (phase.ok()) {
       h.generation = phase->generation;
@@ -768,6 +864,15 @@ Status ShardApplier::Adopt(const std::string& experiment) {
     }
     path = info->netns_path;
   }
+  if (s->plan.wire) {
+    Result<VnodeInfo> info =
+        deps_.runtime->Info(VnodeRef{experiment, ShardPlan::kWireVnode});
+    if (!info.ok()) {
+      return FailedPreconditionError("the wire namespace of " + experiment +
+                                     " is gone: " + info.status().message());
+    }
+    s->wire_ns = info->netns_path;
+  }
   for (size_t i = 0; i < s->links.size(); ++i) {
     const LinkPlan& l = s->plan.links[i];
     if (l.has_a()) s->links[i].ns_a = s->netns.at(l.vnode_a);
@@ -783,11 +888,11 @@ Status ShardApplier::Adopt(const std::string& experiment) {
       // Only the local ends (of a tunnel link, one end is on another pnode).
       if (!l.forward.empty()) {
         if (l.has_a()) (void)deps_.shaper->RemoveLeftoverQdisc(ls.ns_a, l.if_a);
-        if (l.has_b() && HasImpairment(l.forward)) rule_ns.insert(ls.ns_b);
+        if (l.has_b() && HasImpairment(l.forward)) rule_ns.insert(l.wire ? s->wire_ns : ls.ns_b);
       }
       if (!l.reverse.empty()) {
         if (l.has_b()) (void)deps_.shaper->RemoveLeftoverQdisc(ls.ns_b, l.if_b);
-        if (l.has_a() && HasImpairment(l.reverse)) rule_ns.insert(ls.ns_a);
+        if (l.has_a() && HasImpairment(l.reverse)) rule_ns.insert(l.wire ? s->wire_ns : ls.ns_a);
       }
     }
     for (const std::string& ns : rule_ns) {

@@ -283,8 +283,32 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
     }
     lp.forward_tag = ShapeTag(p.experiment, l.name(), true);
     lp.reverse_tag = ShapeTag(p.experiment, l.name(), false);
+    lp.reshaped = l.reshaped();
+    if (opt.shaping_backend == netshape::Backend::kUserspace &&
+        (HasImpairment(lp.forward) || HasImpairment(lp.reverse) || lp.reshaped)) {
+      const std::string base = "l" + std::to_string(p.links.size());
+      WirePlan w{base, base + "a", base + "b", static_cast<uint32_t>(p.links.size() + 1)};
+      if (lp.tunnel) (lp.tunnel->local_a ? w.port_b : w.port_a) = base + "x";
+      lp.wire = w;
+    }
     p.link_index[lp.name] = p.links.size();
     p.links.push_back(std::move(lp));
+  }
+  if (p.links.size() >= 0xffff) {
+    bool any = false;
+    for (const LinkPlan& l : p.links) any = any || l.wire.has_value();
+    if (any) {
+      return InvalidArgumentError("shard: " + std::to_string(p.links.size()) +
+                                  " links; a wire namespace takes at most 65,534");
+    }
+  }
+  for (const LinkPlan& l : p.links) {
+    if (!l.wire) continue;
+    VnodeSpec w;
+    w.experiment = p.experiment;
+    w.name = ShardPlan::kWireVnode;
+    p.wire = std::move(w);
+    break;
   }
   for (const v1::BridgeSpec& b : shard.bridges()) {
     p.bridges.push_back(BridgePlan{b.vnode(), b.name(), {b.ports().begin(), b.ports().end()},
@@ -313,6 +337,13 @@ netshape::ShapeHalf LinkPlan::Half(bool forward_dir) const {
   // forward = a -> b: its sender is local when a is.
   return forward_dir == tunnel->local_a ? netshape::ShapeHalf::kSenderOnly
                                         : netshape::ShapeHalf::kReceiverOnly;
+}
+
+bool HasImpairment(const LinkProfile& p) {
+  LinkProfile kernel_only;
+  kernel_only.rate_bps = p.rate_bps;
+  kernel_only.queue_packets = p.queue_packets;
+  return !p.empty() && !(p == kernel_only);
 }
 
 uint32_t ShardPlan::objects() const {

@@ -445,6 +445,7 @@ Status FakePlumbing::CreateVeth(const VethSpec& spec) {
   }
   FakeKernel::Device da{"veth", spec.tag, spec.up, b, spec.name_b};
   FakeKernel::Device db{"veth", spec.tag, spec.up, a, spec.name_a};
+  da.mtu = db.mtu = spec.mtu;
   k_->ns_[a].devices[spec.name_a] = da;
   k_->ns_[b].devices[spec.name_b] = db;
   return Status::Ok();
@@ -464,6 +465,8 @@ Status FakePlumbing::CreateBridge(const BridgeSpec& spec) {
   d.kind = "bridge";
   d.tag = spec.tag;
   d.up = spec.up;
+  d.group = spec.group;
+  d.mtu = spec.mtu;
   n.devices[spec.name] = d;
   for (const std::string& p : spec.ports) n.devices[p].master = spec.name;
   return Status::Ok();
@@ -512,6 +515,16 @@ Status FakePlumbing::EnableForwarding(const NetnsRef& ns) {
   auto n = k_->ns_.find(k);
   if (n == k_->ns_.end()) return NoNetns(k);
   n->second.forwarding = true;
+  return Status::Ok();
+}
+
+Status FakePlumbing::SetSysctl(const NetnsRef& ns, std::string_view key, std::string_view value) {
+  std::lock_guard<std::mutex> l(k_->mu());
+  const std::string k = ns.Key();
+  GRIDEMU_RETURN_IF_ERROR(k_->Call("sysctl " + k + " " + std::string(key)));
+  auto n = k_->ns_.find(k);
+  if (n == k_->ns_.end()) return NoNetns(k);
+  n->second.sysctls[std::string(key)] = std::string(value);
   return Status::Ok();
 }
 
@@ -671,12 +684,16 @@ class FakeLinkShaper::Direction final : public netshape::ShapedDirection {
   // Forgets the kernel objects undone by a failed ShapeDirections (held mu).
   void MarkRemoved() { removed_ = true; }
 
+  // The namespace the delay line's rule is in.
+  std::string RuleKey() const {
+    return KeyOf(req_.hold ? req_.hold->netns : req_.receiver.netns);
+  }
   // Puts the qdisc and rule in the kernel (held mu).
   void Make() {
     if (req_.half != netshape::ShapeHalf::kReceiverOnly) {
       k_->ns_[KeyOf(req_.sender.netns)].qdiscs[req_.sender.ifname] = req_.tag;
     }
-    if (rule_) k_->ns_[KeyOf(req_.receiver.netns)].rules.insert(req_.tag);
+    if (rule_) k_->ns_[RuleKey()].rules.insert(req_.tag);
   }
   // Takes them out again, from whatever namespaces still exist.
   void Unmake() {
@@ -688,7 +705,7 @@ class FakeLinkShaper::Direction final : public netshape::ShapedDirection {
       }
     }
     if (rule_) {
-      auto n = k_->ns_.find(KeyOf(req_.receiver.netns));
+      auto n = k_->ns_.find(RuleKey());
       if (n != k_->ns_.end()) n->second.rules.erase(req_.tag);
     }
   }
@@ -748,7 +765,13 @@ Result<std::vector<std::unique_ptr<netshape::ShapedDirection>>> FakeLinkShaper::
     kernel_only.queue_packets = r.profile.queue_packets;
     const bool rule =
         receiver && backend_ == netshape::Backend::kUserspace && !(r.profile == kernel_only);
-    if (rule && k_->ns_.count(KeyOf(r.receiver.netns)) == 0) {
+    if (rule && r.hold) {
+      auto h = k_->ns_.find(KeyOf(r.hold->netns));
+      if (h == k_->ns_.end()) return undo(NoNetns(KeyOf(r.hold->netns)));
+      if (h->second.devices.count(r.hold->port) == 0) {
+        return undo(NotFoundError("fake: no hold port " + r.hold->port + " in " + h->first));
+      }
+    } else if (rule && k_->ns_.count(KeyOf(r.receiver.netns)) == 0) {
       return undo(NoNetns(KeyOf(r.receiver.netns)));
     }
     auto d = std::make_unique<Direction>(k_, alive_, r, rule);

@@ -31,6 +31,7 @@
 
 #include "gridemu/node-agent/agent.h"
 #include "gridemu/node-agent/agent_clean.h"
+#include "gridemu/node-agent/shard_plan.h"
 #include "gridemu/controller/shard_builder.h"
 #include "gridemu/experiments/parse.h"
 #include "gridemu/topology/addressing.h"
@@ -296,11 +297,16 @@ v1::Envelope Request(uint64_t rid, const std::string& exp, uint64_t gen) {
   return e;
 }
 
-int CountNetns(const std::string& exp) {
+// Namespaces of `exp`: its vnodes' and, with `wire`, its wire namespace
+// ("<prefix>-<exp>-_wire", shard_plan.h).
+int CountNetns(const std::string& exp, bool wire = false) {
   const std::string p = Prefix() + "-" + exp + "-";
   int n = 0;
   if (DIR* d = ::opendir("/run/netns")) {
-    while (dirent* e = ::readdir(d)) n += std::string(e->d_name).rfind(p, 0) == 0;
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      n += name.rfind(p, 0) == 0 && (wire || name != p + agent::ShardPlan::kWireVnode);
+    }
     ::closedir(d);
   }
   return n;
@@ -310,7 +316,7 @@ int CountNetns(const std::string& exp) {
 std::string LeftoversOf(const std::string& exp) {
   std::string out;
   const std::string tag = Prefix() + ":" + exp + ":";
-  if (int n = CountNetns(exp)) out += std::to_string(n) + " namespaces\n";
+  if (int n = CountNetns(exp, /*wire=*/true)) out += std::to_string(n) + " namespaces\n";
   Cmd links = Shell("ip -d -o link show | grep -F '" + tag + "'");
   if (!links.out.empty()) out += "interfaces: " + links.out;
   Cmd rules = Shell("iptables-save 2>/dev/null | grep -F 'gridemu:" + exp + ":'");
@@ -780,7 +786,7 @@ topology:
   ASSERT_NO_FATAL_FAILURE(Deploy(BuildShard(yaml, exp_, 1), 1));
   v1::TaskEvent bg = Run("a", "sleep 1000 >/dev/null 2>&1 & echo started");
   EXPECT_EQ(bg.exit_code(), 0);
-  EXPECT_THAT(Shell("ip netns exec " + Prefix() + "-" + exp_ + "-c iptables-save -t mangle").out,
+  EXPECT_THAT(Shell("ip netns exec " + Prefix() + "-" + exp_ + "-_wire iptables-save -t mangle").out,
               HasSubstr("gridemu:" + exp_ + ":"));
   agent_->Kill(SIGKILL);
   agent_.reset();

@@ -219,38 +219,68 @@ TEST(ShardApplierLogic, DeploysInPhasesAndTearsDownToNothing) {
   EXPECT_EQ(progress.back(), 14u);
   EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
 
-  // Phases: record, vnodes and links, LAN and routes, record.
+  // Phases: record, wire namespace, vnodes and links, LAN and routes, record.
   const std::vector<std::string> log = k.log();
   EXPECT_THAT(log.front(), HasSubstr("record shard e1"));
   EXPECT_THAT(log[1], HasSubstr("record phase e1 deploying"));
+  EXPECT_THAT(log[2], HasSubstr("create vnode e1/_wire"));
+  EXPECT_THAT(log[3], HasSubstr("sysctl /fake/netns/gt-e1-_wire net.bridge.bridge-nf-call-iptables"));
   EXPECT_THAT(log.back(), HasSubstr("record phase e1 ready"));
   const int last_link = std::max(Find(log, " veth ", true), Find(log, "vxlan move", true));
-  EXPECT_LT(last_link, Find(log, " bridge "));
-  EXPECT_LT(Find(log, " bridge "), Find(log, " forwarding "));
+  const int lan = Find(log, "bridge /fake/netns/gt-e1-sw:br0");
+  EXPECT_LT(last_link, lan);
+  EXPECT_LT(lan, Find(log, " forwarding "));
   EXPECT_LT(Find(log, " forwarding "), Find(log, " route "));
-  // Each veth comes after both of its vnodes, and its shaping after it.
-  EXPECT_LT(Find(log, "create vnode e1/r"), Find(log, "veth /fake/netns/gt-e1-h1:eth0"));
+  // Each veth comes after its vnode, and its shaping after it.
+  EXPECT_LT(Find(log, "create vnode e1/r"), Find(log, "veth /fake/netns/gt-e1-r:eth0"));
   EXPECT_LT(Find(log, "veth /fake/netns/gt-e1-h1:eth0"), Find(log, "shape e1:h1--r:fwd"));
+  EXPECT_LT(Find(log, "bridge /fake/netns/gt-e1-_wire:l0"), Find(log, "shape e1:h1--r:fwd"));
 
-  // What the kernel holds.
+  // The wire namespace: a bridge per link that impairs (h1--r, sw--r, h1--far; not the
+  // rate-only h2--r nor the plain h3--sw), its group the link's index + 1, and the
+  // delay-line rules of every direction received here.
+  const std::string wire = "/fake/netns/gt-e1-_wire";
+  const FakeKernel::Netns w = k.GetNetns(wire);
+  EXPECT_EQ(w.sysctls.at("net.bridge.bridge-nf-call-iptables"), "1");
+  EXPECT_EQ(w.sysctls.at("net.bridge.bridge-nf-call-ip6tables"), "1");
+  for (const char* b : {"l0", "l2", "l4"}) {
+    ASSERT_EQ(w.devices.count(b), 1u) << b << "\n" << k.Dump();
+    EXPECT_EQ(w.devices.at(b).kind, "bridge");
+  }
+  EXPECT_EQ(w.devices.count("l1"), 0u);
+  EXPECT_EQ(w.devices.count("l3"), 0u);
+  EXPECT_EQ(w.devices.at("l0").group, 1u);
+  EXPECT_EQ(w.devices.at("l4").group, 5u);
+  EXPECT_EQ(w.devices.at("l0a").master, "l0");
+  EXPECT_EQ(w.devices.at("l0a").peer, "eth0");
+  EXPECT_EQ(w.devices.at("l0b").peer_ns, "/fake/netns/gt-e1-r");
+  EXPECT_EQ(w.devices.at("l4x").kind, "vxlan") << "the tunnel's remote side";
+  EXPECT_EQ(w.devices.at("l4x").vni, 100u);
+  EXPECT_EQ(w.devices.at("l4x").master, "l4");
+  EXPECT_EQ(w.devices.at("l4a").mtu, 1450u);
+  EXPECT_EQ(w.rules, (std::set<std::string>{"e1:h1--far:rev", "e1:h1--r:fwd", "e1:h1--r:rev",
+                                            "e1:sw--r:fwd", "e1:sw--r:rev"}))
+      << "the tunnel's forward is sent from here: its receiver half is the other pnode's";
+
+  // The vnodes.
   const FakeKernel::Netns h1 = k.GetNetns("/fake/netns/gt-e1-h1");
   ASSERT_EQ(h1.devices.count("eth0"), 1u);
   EXPECT_EQ(h1.devices.at("eth0").tag, "gt:e1:h1--r");
   EXPECT_EQ(h1.devices.at("eth0").addresses, std::vector<std::string>{"10.0.0.0/31"});
+  EXPECT_EQ(h1.devices.at("eth0").peer_ns, wire);
   ASSERT_EQ(h1.devices.count("eth1"), 1u);
-  EXPECT_EQ(h1.devices.at("eth1").kind, "vxlan");
-  EXPECT_EQ(h1.devices.at("eth1").vni, 100u);
+  EXPECT_EQ(h1.devices.at("eth1").peer, "l4a");
   EXPECT_EQ(h1.qdiscs.at("eth0"), "e1:h1--r:fwd");
-  EXPECT_EQ(h1.qdiscs.at("eth1"), "e1:h1--far:fwd");      // the tunnel's sender half
-  EXPECT_EQ(h1.rules, (std::set<std::string>{"e1:h1--far:rev", "e1:h1--r:rev"}));
+  EXPECT_EQ(h1.qdiscs.at("eth1"), "e1:h1--far:fwd");  // the tunnel's sender half
+  EXPECT_TRUE(h1.rules.empty()) << "nothing is held where the receiver stamps packets";
   EXPECT_EQ(h1.routes, std::vector<std::string>{"0.0.0.0/0 via 10.0.0.1 dev eth0"});
   const FakeKernel::Netns r = k.GetNetns("/fake/netns/gt-e1-r");
   EXPECT_TRUE(r.forwarding);
   // r sends h1--r's and sw--r's reverse (h2--r has no reverse profile).
   EXPECT_EQ(r.qdiscs, (std::map<std::string, std::string>{{"eth0", "e1:h1--r:rev"},
                                                           {"eth2", "e1:sw--r:rev"}}));
-  EXPECT_EQ(r.rules, (std::set<std::string>{"e1:h1--r:fwd", "e1:sw--r:fwd"}))
-      << "a rate-only direction has no delay-line rule";
+  EXPECT_TRUE(r.rules.empty());
+  EXPECT_EQ(r.devices.at("eth1").peer_ns, "/fake/netns/gt-e1-h2") << "h2--r: a direct veth";
   EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-sw").devices.at("eth1").master, "br0");
   EXPECT_EQ(*pn.applier.Generation("e1"), 1u);
   EXPECT_EQ(records.ReadPhase("e1")->phase, "ready");

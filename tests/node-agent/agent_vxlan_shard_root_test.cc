@@ -184,6 +184,8 @@ class VxlanShardRoot : public ::testing::Test {
   Cmd In(int i, const std::string& v, const std::string& cmd) {
     return Shell("nsenter --net=" + VnodeNs(i, v) + " " + cmd);
   }
+  // The netns path of pnode i's wire namespace (shard_plan.h ShardPlan::wire).
+  std::string WireNs(int i) { return VnodeNs(i, ShardPlan::kWireVnode); }
   // Average user-to-user RTT (ms) of pings from h1 to h2; -1 when ping fails.
   double Rtt(int n = 8) {
     Cmd c = In(0, "h1", "ping -n -U -q -c " + std::to_string(n) + " -i 0.1 -W 2 10.77.0.1");
@@ -215,24 +217,29 @@ class VxlanShardRoot : public ::testing::Test {
 
 TEST_F(VxlanShardRoot, PingRateChangesAndTeardown) {
   ASSERT_NO_FATAL_FAILURE(DeployBoth(4242));
-  // The local end is a VXLAN device in each vnode, tagged, MTU 1500 - 50.
+  // The local end is the vnode's interface (MTU 1500 - 50), a veth to the pnode's wire
+  // namespace, where a bridge joins it to the VXLAN device of the link, tagged.
   for (int i = 0; i < 2; ++i) {
     Cmd link = In(i, i == 0 ? "h1" : "h2", "ip -d -o link show eth0");
     ASSERT_EQ(link.code, 0) << link.out;
     EXPECT_THAT(link.out, HasSubstr("mtu 1450 "));
-    EXPECT_THAT(link.out, HasSubstr("vxlan id 4242 remote " +
-                                    std::string(i == 0 ? "172.31.77.2" : "172.31.77.1")));
     EXPECT_THAT(link.out, HasSubstr("alias " + Prefix(i) + ":" + exp_ + ":h1--h2"));
+    Cmd vx = Shell("nsenter --net=" + WireNs(i) + " ip -d -o link show l0x");
+    ASSERT_EQ(vx.code, 0) << vx.out;
+    EXPECT_THAT(vx.out, HasSubstr("master l0 "));
+    EXPECT_THAT(vx.out, HasSubstr("vxlan id 4242 remote " +
+                                  std::string(i == 0 ? "172.31.77.2" : "172.31.77.1")));
     // Nothing of it stays in the underlay namespace.
     EXPECT_EQ(UnderlayVxlans(i), "");
   }
   // The sender halves (HTB) are on each vnode's egress, the receiver halves
-  // (delay line) on its ingress.
+  // (delay line) on the wire namespace's bridge, where the receiver cannot see them.
   EXPECT_THAT(In(0, "h1", "tc qdisc show dev eth0").out, HasSubstr("htb 1:"));
-  EXPECT_THAT(In(1, "h2", "iptables-save -t mangle").out,
+  EXPECT_THAT(Shell("nsenter --net=" + WireNs(1) + " iptables-save -t mangle").out,
               HasSubstr("gridemu:" + exp_ + ":h1--h2:fwd"));
-  EXPECT_THAT(In(0, "h1", "iptables-save -t mangle").out,
+  EXPECT_THAT(Shell("nsenter --net=" + WireNs(0) + " iptables-save -t mangle").out,
               HasSubstr("gridemu:" + exp_ + ":h1--h2:rev"));
+  EXPECT_THAT(In(1, "h2", "iptables-save -t mangle").out, Not(HasSubstr("gridemu:")));
 
   // 20 ms each way: 40 ms user-to-user RTT.
   double rtt = Rtt();

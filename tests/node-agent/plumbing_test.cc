@@ -52,6 +52,9 @@ class FakePlumbing : public Plumbing {
   }
   Status AddAddress(const AddressSpec& s) override { return Record("addr " + s.address); }
   Status EnableForwarding(const NetnsRef& ns) override { return Record("fwd " + ns.Key()); }
+  Status SetSysctl(const NetnsRef& ns, std::string_view k, std::string_view) override {
+    return Record("sysctl " + std::string(k));
+  }
   Status AddRoute(const RouteSpec& s) override { return Record("route " + s.dst); }
   Status DeleteLink(const NetnsRef&, std::string_view n) override {
     for (const auto& g : gone) {

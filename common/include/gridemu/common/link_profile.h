@@ -45,7 +45,12 @@ struct LinkProfile {
   std::optional<DelayDistribution> delay_distribution;
   std::optional<double> delay_correlation;            ///< fraction [0,1]
   std::optional<double> loss;                         ///< fraction [0,1], random loss
-  std::optional<double> loss_correlation;             ///< fraction [0,1]
+  /// Fraction [0,1): the lag-1 correlation of consecutive losses. The loss is then a
+  /// Gilbert model with P(good->bad) = loss (1 - c), P(bad->good) = (1 - loss)(1 - c),
+  /// every packet lost in the bad state: mean loss `loss`, mean burst 1/((1-loss)(1-c))
+  /// packets (loss 10 %, correlation 75 %: bursts of 4.4). Not netem's correlation,
+  /// which does not keep the mean.
+  std::optional<double> loss_correlation;
   std::optional<GilbertElliott> loss_gemodel;         ///< exclusive with `loss`
   std::optional<double> duplicate;                    ///< fraction [0,1]
   std::optional<double> reorder;                      ///< fraction [0,1]; needs delay

@@ -11,13 +11,17 @@
 // NFQNL_MSG_VERDICT_BATCH when the released packets are every pending packet up to an id,
 // otherwise individual verdicts, all of a queue's verdicts of one wake-up going to the
 // kernel in a single send. Losses are NF_DROP verdicts. Duplicates are copied out
-// (the queue then copies whole packets) and re-injected with a raw socket in the
-// receiving namespace after their own delay.
+// (the queue then copies whole packets) and re-injected after their own delay: with a
+// raw IP socket in the queue's namespace, or as Ethernet frames on a bridge port of it
+// (QueueOptions).
 //
-// Timing: a delay counts from the packet's kernel receive timestamp on the receiving
-// interface (see DelayLineOptions::kernel_timestamps) to its verdict. Receive timestamps
-// that applications read (SO_TIMESTAMP) are taken before the delay line, so they do not
-// include the emulated delay: measure RTTs at user level (e.g. `ping -U`).
+// Timing: a delay counts from the packet's kernel receive timestamp in the queue's
+// namespace (see DelayLineOptions::kernel_timestamps) to its verdict. Where the queue
+// sits decides what applications see: in the receiver's own namespace (a rule on its
+// PREROUTING) the receiver's kernel has stamped the packet (SO_TIMESTAMP, tcpdump)
+// before it is held; on a bridge hop the receiver cannot see (shape_request.h
+// HoldPoint, what the agent uses) the packet reaches the receiver, and is stamped, only
+// once released.
 //
 // Fail closed: rules carry no --queue-bypass and queues no NFQA_CFG_F_FAIL_OPEN. While
 // no delay line serves a queue (the process crashed or was killed before removing its
@@ -28,9 +32,11 @@
 // from DelayLineOptions::first_queue_num in each namespace, skipping numbers in use.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gridemu/common/status.h"
@@ -79,6 +85,19 @@ struct DelayLineOptions {
   int realtime_priority = 1;
 };
 
+/// Where a queue injects its duplicates.
+struct QueueOptions {
+  /// "" (default): as IP packets through raw sockets of the queue's namespace (it is the
+  /// receiver's own). Else: as Ethernet frames sent on this interface of the queue's
+  /// namespace (a bridge port toward the receiver), from the packet's source MAC address
+  /// to `dst_mac`.
+  std::string inject_ifname;
+  /// The receiver's MAC address, for inject_ifname; unset = broadcast (a receiver that is
+  /// a bridge port itself: its frames' destinations lie beyond it).
+  std::optional<std::array<uint8_t, 6>> dst_mac;
+  friend bool operator==(const QueueOptions&, const QueueOptions&) = default;
+};
+
 /// The delay-line engine: one per process (queues cannot be shared between processes).
 /// All methods are thread-safe. Destroying it releases every held packet (NF_ACCEPT),
 /// unbinds every queue and joins the workers.
@@ -100,7 +119,12 @@ class DelayLine {
   /// there) with `spec`, and hands it to a worker. Packets reach it once a rule sends them
   /// there. Errors: kUnavailable (nfnetlink_queue missing, or no free queue number),
   /// kNotFound (no such namespace), kPermissionDenied, kInternal.
-  virtual Result<QueueInfo> AddQueue(const std::string& netns_path, const DelayLineSpec& spec) = 0;
+  virtual Result<QueueInfo> AddQueue(const std::string& netns_path, const DelayLineSpec& spec,
+                                     const QueueOptions& options) = 0;
+  /// AddQueue with default QueueOptions.
+  Result<QueueInfo> AddQueue(const std::string& netns_path, const DelayLineSpec& spec) {
+    return AddQueue(netns_path, spec, QueueOptions{});
+  }
   /// Changes a queue's parameters at run time (ImpairmentModel::Update semantics: held
   /// packets keep their release times; nothing is flushed). Errors: kNotFound.
   virtual Status UpdateQueue(uint64_t id, const DelayLineSpec& spec) = 0;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "gridemu/common/link_profile.h"
@@ -37,6 +38,31 @@ struct Counters {
   std::string ToString() const;
 };
 
+/// Where the userspace backend holds a direction's packets when the receiver must not
+/// see them before their delay is over: a bridge hop in a namespace of its own (the
+/// agent's wire namespace), between the sender's and the receiver's interfaces. Packets
+/// enter the receiver's namespace only when released, so the kernel stamps their
+/// arrival (SO_TIMESTAMP, tcpdump) after the emulated delay; and they are held in a
+/// namespace that owns none of their sockets, so holding them does not throttle the
+/// sender's TCP (TCP small queues).
+///
+/// The delay line's rule there matches bridged packets arriving on `port` (with
+/// br_netfilter: bridge-nf-call-iptables must be on in that namespace); rules are
+/// dispatched on the bridge's interface group (IFLA_GROUP) through a 16-ary tree of
+/// chains, so a packet crosses about 4 x 8 rules whatever the number of held links
+/// (a linear list of 2,000 physdev rules cut a veth's TCP throughput from 19.7 to
+/// 4.7 Gbit/s here).
+struct HoldPoint {
+  std::string netns;  ///< the hold namespace's path
+  std::string port;   ///< the bridge port the direction's packets arrive on
+  /// The bridge's interface group: 1..65535, the same for both directions of a link and
+  /// unique among the bridges of the namespace.
+  uint32_t group = 0;
+  /// The bridge port the packets leave by, toward the receiver: duplicates are sent there
+  /// as Ethernet frames.
+  std::string out_port;
+};
+
 /// One direction to shape.
 struct ShapeRequest {
   /// Where the traffic leaves (HTB/netem on its egress). With half == kReceiverOnly it is
@@ -54,6 +80,12 @@ struct ShapeRequest {
   /// ShaperOptions::seed, this name and `direction`); "" = the tag. Give a name that is
   /// stable across runs (e.g. the link's id) for reproducible experiments.
   std::string stream{};
+  /// The experiment's seed for this direction's random stream; unset = ShaperOptions::seed.
+  std::optional<uint64_t> seed{};
+  /// Hold the delay line's packets on a bridge hop instead of in the receiver's namespace
+  /// (userspace backend; see HoldPoint). Unset = a rule on the receiver's PREROUTING
+  /// (`-i <receiver ifname>`): the receiver's kernel then stamps packets before the delay.
+  std::optional<HoldPoint> hold{};
   /// Which half of the direction this host builds (plan.h ShapeHalf); kBoth = both
   /// interfaces are here. GetCounters() then reports what this half has: the HTB class
   /// (passed, overflow drops) for a sender half, the delay line for a receiver half.

@@ -46,6 +46,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -176,6 +177,20 @@ class Shaper final : public LinkShaper {
   Result<Plan> PlanFor(const ShapeRequest& r, const LinkProfile& profile, uint32_t mtu) const;
   Status CheckRequest(const ShapeRequest& r) const;
   void Forget(ShapedLink* link);
+  // The chains of a hold namespace's dispatch tree made so far (shape_request.h
+  // HoldPoint); its mutex serialises rule changes there.
+  struct HoldTree {
+    std::mutex mu;
+    std::set<std::string> chains;
+  };
+  Result<std::shared_ptr<HoldTree>> Tree(const std::string& netns);
+  // Adds rules in one namespace; for hold rules (their groups given), makes the tree
+  // chains they need first (the first rules of a hold namespace rewrite its table).
+  Status InstallRules(const std::string& netns, const std::vector<struct Rule>& rules,
+                      const std::vector<uint32_t>& hold_groups);
+  Status DeleteRules(const std::string& netns, const std::vector<struct Rule>& rules, bool hold);
+  // Where a direction's duplicates are injected (DelayLine QueueOptions).
+  Result<QueueOptions> QueueOptionsFor(const ShapeRequest& r);
 
   ShaperOptions options_;
   Capabilities caps_;
@@ -184,10 +199,12 @@ class Shaper final : public LinkShaper {
   std::map<NetnsId, std::weak_ptr<detail::NetnsCtx>> ctxs_;
   std::unique_ptr<DelayLine> delay_line_;
   std::vector<ShapedLink*> live_;  // guarded by mu_
+  std::map<NetnsId, std::shared_ptr<HoldTree>> holds_;  // guarded by mu_
 };
 
 /// Removes the NFQUEUE rules whose comment starts with "gridemu:<tag_prefix>" from the
-/// mangle PREROUTING chains (IPv4 and IPv6) of the namespace at `netns_path`: the cleanup
+/// mangle chains (PREROUTING, and the leaves of a hold tree; IPv4 and IPv6) of the
+/// namespace at `netns_path`: the cleanup
 /// of a crashed process's rules (fail closed: they black-hole their links until removed).
 /// Returns the number of rules removed. Errors: kNotFound, iptables errors.
 Result<int> RemoveLeftoverRules(const std::string& netns_path, const std::string& tag_prefix);

@@ -86,6 +86,9 @@ struct BridgeSpec {
   bool up = true;
   /// As VethSpec::ipv6_link_local, for the bridge device.
   bool ipv6_link_local = false;
+  /// Interface group (IFLA_GROUP); 0 = the kernel's default. netshape dispatches the
+  /// delay-line rules of a wire namespace on it (netshape/shape_request.h HoldPoint).
+  uint32_t group = 0;
 };
 
 /// One interface as listed by ListTagged().
@@ -140,6 +143,10 @@ class Plumbing {
   /// Sets net.ipv4.ip_forward = 1 in the namespace (by writing
   /// /proc/sys/net/ipv4/ip_forward from inside it).
   virtual Status EnableForwarding(const NetnsRef& ns) = 0;
+  /// Writes a sysctl of the namespace, e.g. key "net.bridge.bridge-nf-call-iptables",
+  /// value "1" (through /proc/sys opened from inside it). Errors: kNotFound (no such
+  /// key), kInvalidArgument (a key with "..", '/' or spaces), kInternal.
+  virtual Status SetSysctl(const NetnsRef& ns, std::string_view key, std::string_view value) = 0;
   /// Adds or replaces an IPv4 route.
   virtual Status AddRoute(const RouteSpec& spec) = 0;
   /// Deletes an interface (for a veth end, the kernel deletes its peer too).

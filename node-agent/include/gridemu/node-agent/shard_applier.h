@@ -240,6 +240,11 @@ class ShardApplier {
   DeployReport DeployPlan(ShardPlan&& plan, const DeployProgressFn& progress);
   // Phases of Deploy.
   Status RecordPhase(const ShardPlan& plan, const char* phase);
+  // The wire namespace (ShardPlan::wire), with br_netfilter on.
+  Status MakeWire(ShardState& s);
+  // The veths (and a tunnel's VXLAN end) and the bridge of a link through the wire.
+  void AddWiredLink(const ShardState& s, const LinkPlan& l, const LinkState& ls,
+                    PlumbingBatch& b, std::vector<VxlanSpec>& tunnels) const;
   PipelineResult MakeVnodesAndLinks(ShardState& s, const DeployProgressFn& progress,
                                     DeployReport& rep);
   // Veths (or, for tunnel links, the local VXLAN end) and addresses of `links`.

@@ -39,6 +39,16 @@ struct TunnelPlan {
   bool local_a = true; ///< end a is the local one (else end b)
 };
 
+/// How a link reaches the wire namespace (userspace backend, see ShardPlan::wire):
+/// its local ends are veths to two ports of a bridge of its own there (a tunnel's
+/// remote side is the VXLAN device, in the wire namespace as the bridge's other port).
+struct WirePlan {
+  std::string bridge;         ///< "l<index>"
+  std::string port_a;         ///< "l<index>a": the port facing end a
+  std::string port_b;         ///< "l<index>b", or the VXLAN device "l<index>x" for a tunnel end b
+  uint32_t group = 0;         ///< the bridge's interface group: index + 1
+};
+
 /// One link: a veth pair between two vnodes here, or one end of a tunnel.
 struct LinkPlan {
   std::string name;  ///< "a--b"
@@ -55,6 +65,11 @@ struct LinkPlan {
   /// netshape tags of the two directions: "<experiment>:<name>:fwd|rev".
   std::string forward_tag, reverse_tag;
   std::optional<TunnelPlan> tunnel;
+  /// Set when the link runs through the wire namespace. (A tunnel whose local end is b
+  /// is mirrored: port_a is then the VXLAN device and port_b faces end b.)
+  std::optional<WirePlan> wire;
+  /// Events set a profile on it (v1::LinkSpec.reshaped).
+  bool reshaped = false;
 
   bool has_a() const { return !tunnel || tunnel->local_a; }
   bool has_b() const { return !tunnel || !tunnel->local_a; }
@@ -102,6 +117,15 @@ struct ShardPlan {
   std::map<std::string, size_t> link_index;   ///< name -> position in links
   /// The shard as received, kept as the record a restarted agent adopts from.
   v1::DeployShard source;
+  /// The wire namespace: with the userspace backend, every link that impairs (delay,
+  /// jitter, loss, duplicate, reorder) in either direction, or that events reshape, runs
+  /// through a per-experiment namespace of bridges where the delay line holds its
+  /// packets (netshape HoldPoint): receivers see them, and stamp them, only once
+  /// released. It is made as a vnode of the experiment named kWireVnode (a name no
+  /// topology can give: they are [a-z0-9-]). Unset = no link needs it.
+  std::optional<VnodeSpec> wire;
+
+  static constexpr const char* kWireVnode = "_wire";
 
   /// Objects a deploy makes: vnodes + links + shaped links.
   uint32_t objects() const;
@@ -143,6 +167,10 @@ struct ResolveOptions {
 /// destination or gateway, neither gateway nor device, an unknown device.
 Result<ShardPlan> ResolveShard(const v1::DeployShard& shard, const ResolveOptions& options,
                                std::vector<ShardObjectError>* errors = nullptr);
+
+/// True when a profile asks for more than a rate and a queue (a delay line with the
+/// userspace backend).
+bool HasImpairment(const LinkProfile& profile);
 
 /// "10.0.0.1/31" -> address "10.0.0.1", length 31; without "/len" the length
 /// is 32 unless `need_len`. Errors: kInvalidArgument naming the text.

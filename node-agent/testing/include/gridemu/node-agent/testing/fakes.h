@@ -53,6 +53,8 @@ class FakeKernel {
     std::vector<std::string> addresses;  ///< "a.b.c.d/len"
     uint32_t vni = 0;
     std::string underlay;  ///< vxlan: the namespace its socket is in
+    uint32_t group = 0;    ///< interface group
+    uint32_t mtu = 0;
   };
   /// A network namespace ("home" is the pnode's own; it always exists).
   struct Netns {
@@ -61,6 +63,7 @@ class FakeKernel {
     bool forwarding = false;
     std::map<std::string, std::string> qdiscs;  ///< ifname -> netshape tag
     std::set<std::string> rules;                ///< netshape tags of delay-line rules
+    std::map<std::string, std::string> sysctls;  ///< written by SetSysctl
   };
   /// A vnode as the kernel holds it (across runtime instances: a restart).
   struct Vnode {
@@ -180,6 +183,7 @@ class FakePlumbing final : public Plumbing {
   Status SetLinkUp(const NetnsRef& ns, std::string_view ifname, bool up) override;
   Status AddAddress(const AddressSpec& spec) override;
   Status EnableForwarding(const NetnsRef& ns) override;
+  Status SetSysctl(const NetnsRef& ns, std::string_view key, std::string_view value) override;
   Status AddRoute(const RouteSpec& spec) override;
   Status DeleteLink(const NetnsRef& ns, std::string_view ifname) override;
   Result<std::vector<LinkInfo>> ListTagged(const NetnsRef& ns,
@@ -206,7 +210,7 @@ class FakeVxlanPlumbing final : public VxlanPlumbing {
 
 /// A LinkShaper over a FakeKernel: a direction is a qdisc on the sender's
 /// interface and, with the userspace backend and an impairment, a rule in the
-/// receiver's namespace.
+/// receiver's namespace (or in its hold point's, on a port that must exist there).
 class FakeLinkShaper final : public netshape::LinkShaper {
  public:
   explicit FakeLinkShaper(FakeKernel* kernel,
