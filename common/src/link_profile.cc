@@ -120,4 +120,25 @@ std::string LinkProfile::ToString() const {
   return s.empty() ? "unshaped" : s;
 }
 
+std::vector<std::string> LinkProfile::SetParameters() const {
+  std::vector<std::string> out;
+  auto add = [&](bool set, const char* name) {
+    if (set) out.emplace_back(name);
+  };
+  add(rate_bps.has_value(), "rate");
+  add(delay.has_value(), "delay");
+  add(jitter.has_value(), "jitter");
+  add(delay_distribution.has_value(), "delay_distribution");
+  add(delay_correlation.has_value(), "delay_correlation");
+  add(loss.has_value(), "loss");
+  add(loss_correlation.has_value(), "loss_correlation");
+  add(loss_gemodel.has_value(), "loss_model");
+  add(duplicate.has_value(), "duplicate");
+  add(reorder.has_value(), "reorder");
+  add(reorder_gap.has_value(), "reorder_gap");
+  add(corrupt.has_value(), "corrupt");
+  add(queue_packets.has_value(), "queue");
+  return out;
+}
+
 }  // namespace gridemu

@@ -574,6 +574,24 @@ class OrchService : public StoreService {
       return Status(st.code(), "cannot place experiment '" + exp->name + "': " + st.message() +
                                    " (nothing was stored)");
     }
+    // Every shaping parameter must be honoured where it is placed (a file error: 422).
+    using Shaping = std::vector<orch::PnodeShaping>;
+    auto shaping = impl_.Call<Shaping>([this, &placement]() -> Result<Shaping> {
+      Shaping out;
+      for (const std::string& p : placement->pnodes) {
+        orch::PnodeShaping s;
+        s.host = p;
+        if (const AgentInfo* a = impl_.registry_.Find(p)) {
+          s.backend = a->hello.capabilities().active_shaping_backend();
+          s.parameters.assign(a->hello.capabilities().shaping_parameters().begin(),
+                              a->hello.capabilities().shaping_parameters().end());
+        }
+        out.push_back(std::move(s));
+      }
+      return out;
+    });
+    if (!shaping.ok()) return shaping.status();
+    GRIDEMU_RETURN_IF_ERROR(orch::CheckShapingParameters(*exp, *placement, *shaping));
     CreateExperimentOptions options;
     options.slice = slice;
     options.reason = "submitted to slice " + slice;

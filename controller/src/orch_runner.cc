@@ -521,6 +521,49 @@ Status CheckTunnelAddresses(const topology::Topology& topology, const Placement&
       "address (gridemu-agent --address IP), or pin the vnodes to one pnode");
 }
 
+Status CheckShapingParameters(const experiments::Experiment& experiment,
+                              const Placement& placement,
+                              const std::vector<PnodeShaping>& shaping) {
+  const topology::Topology& topo = experiment.topology;
+  std::vector<std::string> problems;
+  auto check = [&](const SourceLoc& loc, topology::LinkId l, const char* direction,
+                   const LinkProfile& profile) {
+    if (profile.empty()) return;
+    const topology::Link& link = topo.link(l);
+    if (link.a >= placement.pnode_of_vnode.size() || link.b >= placement.pnode_of_vnode.size()) {
+      return;
+    }
+    std::vector<uint32_t> pnodes{placement.pnode_of_vnode[link.a]};
+    if (placement.pnode_of_vnode[link.b] != pnodes[0]) {
+      pnodes.push_back(placement.pnode_of_vnode[link.b]);
+    }
+    for (const std::string& param : profile.SetParameters()) {
+      for (uint32_t p : pnodes) {
+        if (p >= shaping.size() || shaping[p].parameters.empty()) continue;
+        const auto& honoured = shaping[p].parameters;
+        if (std::find(honoured.begin(), honoured.end(), param) != honoured.end()) continue;
+        problems.push_back(loc.ToString() + ": link " + topo.LinkName(l) + " " + direction +
+                           ": " + param + ": not supported by the " +
+                           (shaping[p].backend.empty() ? "active" : shaping[p].backend) +
+                           " backend of pnode " + shaping[p].host);
+      }
+    }
+  };
+  for (topology::LinkId l = 0; l < topo.num_links(); ++l) {
+    check(topo.link(l).loc, l, "forward", topo.link(l).forward);
+    check(topo.link(l).loc, l, "reverse", topo.link(l).reverse);
+  }
+  for (const experiments::Event& e : experiment.events) {
+    if (e.kind != experiments::EventKind::kLinkSet || e.link_id >= topo.num_links()) continue;
+    check(e.loc, e.link_id, "forward", e.forward);
+    check(e.loc, e.link_id, "reverse", e.reverse);
+  }
+  if (problems.empty()) return Status::Ok();
+  std::string msg;
+  for (const std::string& p : problems) msg += (msg.empty() ? "" : "\n") + p;
+  return InvalidArgumentError(msg + " (nothing was stored)");
+}
+
 Status Runner::PrepareTunnels() {
   const uint64_t cross = CountCrossPnodeLinks(exp_.topology, placement_.pnode_of_vnode);
   if (cross == 0) return Status::Ok();

@@ -59,6 +59,25 @@ std::vector<PnodeCandidate> LiveCandidates(RunnerEnv& env, const std::string& ex
 Status CheckTunnelAddresses(const topology::Topology& topology, const Placement& placement,
                             const std::vector<std::string>& addresses);
 
+/// What one placed pnode's agent announced it can shape: its active backend and the
+/// profile parameters it honours (v1::Capabilities shaping_parameters; empty = not
+/// announced, not checked).
+struct PnodeShaping {
+  std::string host;
+  std::string backend;
+  std::vector<std::string> parameters;
+};
+
+/// Ok when every parameter of every link direction's profile, and of every `set`
+/// event on a link, is honoured by both pnodes of the link (`shaping` indexed like
+/// placement.pnodes); else kInvalidArgument with one "<file>:<line>:<col>: link <name>
+/// <direction>: <parameter>: not supported by the <backend> backend of pnode <host>" line
+/// per problem (the HTTP API answers 422 with them as diagnostics). Used at Submit,
+/// before anything is stored.
+Status CheckShapingParameters(const experiments::Experiment& experiment,
+                              const Placement& placement,
+                              const std::vector<PnodeShaping>& shaping);
+
 /// "h1, h2, h3 ... (and 7 more)": at most `max_names` names, then a count.
 std::string NameList(const std::vector<std::string>& names, size_t max_names = 10);
 

@@ -1,5 +1,7 @@
 #include "gridemu/netshape/capabilities.h"
 
+#include <chrono>
+
 #include <errno.h>
 #include <sched.h>
 
@@ -136,6 +138,34 @@ Status CheckBackendSupports(const LinkProfile& profile, Backend backend, const C
     if (backend == Backend::kNetem && !caps.netem) return missing("queue", "sch_netem");
   }
   return Status::Ok();
+}
+
+std::vector<std::string> HonouredParameters(Backend backend, const Capabilities& caps) {
+  using namespace std::chrono_literals;
+  std::vector<std::pair<const char*, LinkProfile>> one;
+  auto with = [&](const char* name, auto set) {
+    LinkProfile p;
+    set(p);
+    one.emplace_back(name, p);
+  };
+  with("rate", [](LinkProfile& p) { p.rate_bps = 1000000; });
+  with("delay", [](LinkProfile& p) { p.delay = 1ms; });
+  with("jitter", [](LinkProfile& p) { p.jitter = 1ms; });
+  with("delay_distribution", [](LinkProfile& p) { p.delay_distribution = DelayDistribution::kNormal; });
+  with("delay_correlation", [](LinkProfile& p) { p.delay_correlation = 0.1; });
+  with("loss", [](LinkProfile& p) { p.loss = 0.01; });
+  with("loss_correlation", [](LinkProfile& p) { p.loss_correlation = 0.1; });
+  with("loss_model", [](LinkProfile& p) { p.loss_gemodel = GilbertElliott{}; });
+  with("duplicate", [](LinkProfile& p) { p.duplicate = 0.01; });
+  with("reorder", [](LinkProfile& p) { p.reorder = 0.01; });
+  with("reorder_gap", [](LinkProfile& p) { p.reorder_gap = 5; });
+  with("corrupt", [](LinkProfile& p) { p.corrupt = 0.01; });
+  with("queue", [](LinkProfile& p) { p.queue_packets = 100; });
+  std::vector<std::string> out;
+  for (const auto& [name, p] : one) {
+    if (CheckBackendSupports(p, backend, caps).ok()) out.emplace_back(name);
+  }
+  return out;
 }
 
 }  // namespace gridemu::netshape

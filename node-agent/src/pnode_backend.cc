@@ -156,6 +156,12 @@ void PnodeBackend::Describe(v1::AgentHello* h) {
   if (::uname(&u) == 0) cap->set_kernel_release(u.release);
   if (!options_.active_shaping_backend.empty()) {
     cap->set_active_shaping_backend(options_.active_shaping_backend);
+    if (Result<netshape::Backend> b = netshape::ParseBackend(options_.active_shaping_backend);
+        b.ok()) {
+      for (const std::string& p : netshape::HonouredParameters(*b, caps)) {
+        cap->add_shaping_parameters(p);
+      }
+    }
   }
 }
 

@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "gridemu/common/clock.h"
+#include "gridemu/netshape/capabilities.h"
 #include "gridemu/node-agent/agent_core.h"
 #include "memory_backend.h"
 
@@ -51,6 +52,11 @@ class SimBackend final : public internal::MemoryBackend {
     cap->add_kernel_features("vxlan");
     cap->set_kernel_release(kernel_release_);
     cap->set_active_shaping_backend("userspace");
+    netshape::Capabilities caps;
+    caps.htb = caps.nfqueue = caps.iptables = caps.ip6tables = true;
+    for (const std::string& p : netshape::HonouredParameters(netshape::Backend::kUserspace, caps)) {
+      cap->add_shaping_parameters(p);
+    }
   }
 
   void Deploy(uint64_t job, const v1::DeployShard& d) override {

@@ -53,12 +53,15 @@ bool Eventually(F f, milliseconds timeout = seconds(10)) {
 class FakeAgent {
  public:
   FakeAgent(zmq::context_t& ctx, std::string endpoint, std::string host, std::string address,
-            uint32_t max_vnodes = 1000)
+            uint32_t max_vnodes = 1000, std::string backend = "",
+            std::vector<std::string> parameters = {})
       : ctx_(ctx),
         endpoint_(std::move(endpoint)),
         host_(std::move(host)),
         address_(std::move(address)),
-        max_vnodes_(max_vnodes) {
+        max_vnodes_(max_vnodes),
+        backend_(std::move(backend)),
+        parameters_(std::move(parameters)) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~FakeAgent() {
@@ -97,6 +100,8 @@ class FakeAgent {
     h->mutable_capacity()->set_memory_bytes(uint64_t{1} << 33);
     h->mutable_capacity()->set_max_vnodes(max_vnodes_);
     h->mutable_capabilities()->add_runtimes("netns");
+    h->mutable_capabilities()->set_active_shaping_backend(backend_);
+    for (const std::string& p : parameters_) h->mutable_capabilities()->add_shaping_parameters(p);
     Send(s, hello);
     auto next_beat = std::chrono::steady_clock::now();
     while (!stop_) {
@@ -164,6 +169,8 @@ class FakeAgent {
   zmq::context_t& ctx_;
   const std::string endpoint_, host_, address_;
   const uint32_t max_vnodes_;
+  const std::string backend_;
+  const std::vector<std::string> parameters_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::mutex mu_;
@@ -214,8 +221,10 @@ class MultiPnodeTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     controller_ = std::move(c).value();
   }
-  FakeAgent& AddFake(const std::string& host, const std::string& address) {
-    fakes_.push_back(std::make_unique<FakeAgent>(context_, endpoint_, host, address));
+  FakeAgent& AddFake(const std::string& host, const std::string& address,
+                     const std::string& backend = "", std::vector<std::string> parameters = {}) {
+    fakes_.push_back(std::make_unique<FakeAgent>(context_, endpoint_, host, address, 1000,
+                                                 backend, std::move(parameters)));
     EXPECT_TRUE(controller_->WaitForAgents(fakes_.size() + sims_.size(), seconds(10)));
     return *fakes_.back();
   }
@@ -463,6 +472,47 @@ TEST_F(MultiPnodeTest, InfeasibleExperimentsAreRefusedAtSubmitAndNothingIsStored
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty());
   for (const auto& s : sims_) EXPECT_EQ(s->Stats().deploys, 0);
+}
+
+// Capabilities at submit: a parameter the backend of a pnode it is placed on cannot
+// honour is a file error (HTTP 422) naming link, direction, parameter, backend and pnode;
+// nothing is stored or deployed.
+TEST_F(MultiPnodeTest, AParameterNoPlacedPnodeHonoursIsRefusedAtSubmit) {
+  StartController(Options());
+  const std::vector<std::string> userspace{"rate", "delay", "jitter", "loss", "duplicate",
+                                           "reorder", "reorder_gap", "queue"};
+  std::vector<std::string> netem = userspace;
+  netem.push_back("corrupt");
+  FakeAgent& u = AddFake("pu", "192.0.2.1", "userspace", userspace);
+  FakeAgent& n = AddFake("pn", "192.0.2.2", "netem", netem);
+  auto file = [](const std::string& host) {
+    return "name: cap\nduration: 5s\ntopology:\n  nodes: {h1: {host: " + host +
+           "}, r: {host: " + host + "}}\n  links:\n    - {endpoints: [h1, r], delay: 5ms, "
+           "forward: {corrupt: 5%}}\n";
+  };
+  auto refused = TrySubmit(file("pu"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(),
+            "exp.yaml:6:7: link h1--r forward: corrupt: not supported by the userspace backend "
+            "of pnode pu (nothing was stored)");
+  // A `set` event is checked as well.
+  auto by_event = TrySubmit(
+      "name: cap\nduration: 5s\ntopology:\n  nodes: {h1: {host: pu}, r: {host: pu}}\n"
+      "  links:\n    - {endpoints: [h1, r], delay: 5ms}\n"
+      "events:\n  - {at: 1s, link: h1--r, set: {reverse: {corrupt: 1%}}}\n");
+  ASSERT_FALSE(by_event.ok());
+  EXPECT_EQ(by_event.status().message(),
+            "exp.yaml:8:5: link h1--r reverse: corrupt: not supported by the userspace backend "
+            "of pnode pu (nothing was stored)");
+  auto list = controller_->store().ListExperiments();
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE(list->empty());
+  EXPECT_TRUE(u.Deploys().empty());
+  // Where it can be honoured, it is accepted.
+  const std::string id = Submit(file("pn"));
+  EXPECT_FALSE(id.empty());
+  EXPECT_TRUE(Eventually([&] { return !n.Deploys().empty(); }));
 }
 
 TEST_F(MultiPnodeTest, CrossPnodeLinkWithoutAnAddressIsRefusedAtSubmit) {

@@ -1,3 +1,4 @@
+#include "gridemu/netshape/impairment.h"
 #include "gridemu/netshape/plan.h"
 
 #include <gtest/gtest.h>
@@ -126,14 +127,57 @@ TEST(NetshapePlan, EveryNetemParameterInKernelUnits) {
   EXPECT_EQ(im.jitter, 10ms);
   EXPECT_EQ(im.distribution, DelayDistribution::kNormal);
   EXPECT_EQ(im.delay_corr, 1073741824u);  // 25% of 0xffffffff, rounded
-  EXPECT_EQ(im.loss, 214748365u);
-  EXPECT_EQ(im.loss_corr, 2147483648u);
+  // Correlated loss is a Gilbert model: p = loss (1 - c), r = (1 - loss)(1 - c), every
+  // packet lost in the bad state (h = 0), none in the good one (1 - k = 0).
+  EXPECT_EQ(im.loss, 0u);
+  EXPECT_EQ(im.loss_corr, 0u);
+  ASSERT_TRUE(im.gemodel);
+  EXPECT_EQ(im.gemodel->p, ProbabilityToU32(0.05 * 0.5));
+  EXPECT_EQ(im.gemodel->r, ProbabilityToU32(0.95 * 0.5));
+  EXPECT_EQ(im.gemodel->h, 0u);
+  EXPECT_EQ(im.gemodel->k1, 0u);
   EXPECT_EQ(im.duplicate, 42949673u);
   EXPECT_EQ(im.reorder, 1073741824u);
   EXPECT_EQ(im.gap, 5u);
   EXPECT_EQ(im.corrupt, 4294967u);
   EXPECT_EQ(im.dup_corr, 0u);
-  EXPECT_FALSE(im.gemodel);
+  // Without a correlation, netem's random loss.
+  prof.loss_correlation.reset();
+  p = BuildPlan(prof, Direction::kForward, Opts(Backend::kNetem));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->netem->impairment.loss, 214748365u);
+  EXPECT_FALSE(p->netem->impairment.gemodel);
+}
+
+// What a user reading `loss: 10%, loss_correlation: 75%` expects: 10 % of packets lost,
+// in bursts (netem's own correlation gives 0 % for these values).
+TEST(NetshapePlan, CorrelatedLossKeepsItsMeanAndMakesBursts) {
+  LinkProfile prof;
+  prof.loss = 0.10;
+  prof.loss_correlation = 0.75;
+  auto p = BuildPlan(prof, Direction::kForward, Opts(Backend::kUserspace));
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ImpairmentModel m(p->delay_line->impairment, 3);
+  const int n = 400000;
+  int lost = 0, bursts = 0, both = 0;
+  bool prev = false;
+  for (int i = 0; i < n; ++i) {
+    const bool d = m.Next().drop;
+    lost += d;
+    bursts += d && !prev;
+    both += d && prev;
+    prev = d;
+  }
+  const double mean = double(lost) / n;
+  EXPECT_NEAR(mean, 0.10, 0.005);
+  EXPECT_NEAR(double(lost) / bursts, 1 / (0.9 * 0.25), 0.2) << "mean burst 4.4 packets";
+  // Lag-1 correlation of the loss indicator.
+  const double p11 = double(both) / n;
+  EXPECT_NEAR((p11 - mean * mean) / (mean * (1 - mean)), 0.75, 0.02);
+  LinkProfile full = prof;
+  full.loss_correlation = 1.0;
+  EXPECT_EQ(BuildPlan(full, Direction::kForward, Opts(Backend::kUserspace)).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(NetshapePlan, ReorderWithoutGapMeansGapOne) {

@@ -79,6 +79,11 @@ struct LinkProfile {
 
   /// Compact human-readable form, e.g. "rate 10mbit delay 20ms loss 1%".
   std::string ToString() const;
+  /// The names (as in experiment files) of the parameters that are set, in field order:
+  /// "rate", "delay", "jitter", "delay_distribution", "delay_correlation", "loss",
+  /// "loss_correlation", "loss_model", "duplicate", "reorder", "reorder_gap", "corrupt",
+  /// "queue".
+  std::vector<std::string> SetParameters() const;
 
   friend bool operator==(const LinkProfile&, const LinkProfile&) = default;
 };

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "gridemu/common/link_profile.h"
 #include "gridemu/common/status.h"
@@ -64,5 +65,11 @@ Result<Backend> SelectBackend(BackendChoice choice, const Capabilities& caps);
 /// where <feature> is "sch_netem", "sch_htb", "NFQUEUE" or "iptables NFQUEUE target".
 /// Error code: kUnimplemented. An empty profile is always supported.
 Status CheckBackendSupports(const LinkProfile& profile, Backend backend, const Capabilities& caps);
+
+/// The profile parameters (LinkProfile::SetParameters names) that `backend` honours on a
+/// kernel with `caps`: each one alone passes CheckBackendSupports. What an agent
+/// announces (AgentHello.capabilities.shaping_parameters) so that the controller refuses,
+/// at submit, a parameter that no placed pnode can honour.
+std::vector<std::string> HonouredParameters(Backend backend, const Capabilities& caps);
 
 }  // namespace gridemu::netshape
