@@ -342,7 +342,8 @@ Status NetlinkPlumbing::CreateVethPair(const VethSpec& spec) {
   // namespaces: the peer cannot be opened within this request (the kernel
   // configures it before the pair is joined: ENOTCONN), and IPv6 address
   // generation must be off before the carrier comes up.
-  NlMsg msg = LinkMsg(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0, false, false);
+  NlMsg msg = LinkMsg(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, static_cast<int>(spec.ifindex_a),
+                      false, false);
   if (!msg) return BuildError(what);
   nl_msg* m = msg.get();
   bool ok = nla_put_string(m, IFLA_IFNAME, spec.name_a.c_str()) == 0 &&

@@ -398,8 +398,14 @@ Status ShardApplier::PlumbLinks(const ShardState& s, std::span<const size_t> lin
     VethSpec v;
     v.ns_a = NetnsRef::AtPath(ls.ns_a);
     v.name_a = l.if_a;
+    v.ifindex_a = l.port_ifindex_a;
     v.ns_b = NetnsRef::AtPath(ls.ns_b);
     v.name_b = l.if_b;
+    if (l.port_ifindex_b != 0) {  // end b is a switch's port: it is the pair's end a
+      std::swap(v.ns_a, v.ns_b);
+      std::swap(v.name_a, v.name_b);
+      v.ifindex_a = l.port_ifindex_b;
+    }
     v.mtu = l.mtu;
     v.tag = l.tag;
     b.veths.push_back(std::move(v));
@@ -448,14 +454,17 @@ void ShardApplier::AddWiredLink(const ShardState& s, const LinkPlan& l, const Li
       ports.push_back(end_a ? w.port_a : w.port_b);
       continue;
     }
+    // The wire's port is the pair's end a, with an index its peer cannot have (and the
+    // vnode's end, a port of a switch's bridge, gets the kernel's choice).
     VethSpec v;
-    v.ns_a = NetnsRef::AtPath(end_a ? ls.ns_a : ls.ns_b);
-    v.name_a = end_a ? l.if_a : l.if_b;
-    v.ns_b = wire;
-    v.name_b = end_a ? w.port_a : w.port_b;
+    v.ns_a = wire;
+    v.name_a = end_a ? w.port_a : w.port_b;
+    v.ifindex_a = end_a ? w.ifindex_a : w.ifindex_b;
+    v.ns_b = NetnsRef::AtPath(end_a ? ls.ns_a : ls.ns_b);
+    v.name_b = end_a ? l.if_a : l.if_b;
     v.mtu = mtu;
     v.tag = l.tag;
-    ports.push_back(v.name_b);
+    ports.push_back(v.name_a);
     b.veths.push_back(std::move(v));
     const std::string& addr = end_a ? l.addr_a : l.addr_b;
     if (!addr.empty()) {
@@ -664,6 +673,25 @@ Status ShardApplier::CheckEvent(const std::string& experiment, const v1::ApplyEv
       }
       if (ls.has_forward()) GRIDEMU_RETURN_IF_ERROR(check_profile(ls.forward(), "forward"));
       if (ls.has_reverse()) GRIDEMU_RETURN_IF_ERROR(check_profile(ls.reverse(), "reverse"));
+      // With the userspace backend a delay line must hold packets in the wire namespace,
+      // or the receiver's kernel would stamp them before their delay: a link can gain an
+      // impairment at run time only if it was deployed there (LinkSpec.reshaped).
+      const LinkPlan& lp = s->plan.links[s->plan.link_index.at(ls.link())];
+      if (deps_.shaper != nullptr && deps_.shaper->backend() == netshape::Backend::kUserspace &&
+          !lp.wire) {
+        for (const v1::LinkProfile* p : {ls.has_forward() ? &ls.forward() : nullptr,
+                                         ls.has_reverse() ? &ls.reverse() : nullptr}) {
+          if (p == nullptr) continue;
+          GRIDEMU_ASSIGN_OR_RETURN(LinkProfile lp2, ProfileFromProto(*p));
+          if (HasImpairment(lp2)) {
+            return FailedPreconditionError(
+                "link '" + ls.link() + "'" + where +
+                " was deployed without a hold point in the wire namespace (its LinkSpec is "
+                "not marked reshaped), so the userspace backend cannot delay, drop or "
+                "duplicate its packets; mark every link that a link_set event changes");
+          }
+        }
+      }
       return Status::Ok();
     }
     case v1::ApplyEvent::kLinkState:

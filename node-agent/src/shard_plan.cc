@@ -287,7 +287,9 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
     if (opt.shaping_backend == netshape::Backend::kUserspace &&
         (HasImpairment(lp.forward) || HasImpairment(lp.reverse) || lp.reshaped)) {
       const std::string base = "l" + std::to_string(p.links.size());
-      WirePlan w{base, base + "a", base + "b", static_cast<uint32_t>(p.links.size() + 1)};
+      const auto n = static_cast<uint32_t>(p.links.size());
+      WirePlan w{base, base + "a", base + "b", n + 1, kPortIfindexBase + 2 * n,
+                 kPortIfindexBase + 2 * n + 1};
       if (lp.tunnel) (lp.tunnel->local_a ? w.port_b : w.port_a) = base + "x";
       lp.wire = w;
     }
@@ -313,6 +315,22 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
   for (const v1::BridgeSpec& b : shard.bridges()) {
     p.bridges.push_back(BridgePlan{b.vnode(), b.name(), {b.ports().begin(), b.ports().end()},
                                    tag_base + b.vnode() + "/" + b.name()});
+  }
+  // Ends that are ports of a switch vnode's bridge get an interface index of their own
+  // (see VethSpec::ifindex_a).
+  std::set<std::pair<std::string, std::string>> ports;
+  for (const BridgePlan& b : p.bridges) {
+    for (const std::string& port : b.ports) ports.emplace(b.vnode, port);
+  }
+  for (size_t i = 0; i < p.links.size() && !ports.empty(); ++i) {
+    LinkPlan& l = p.links[i];
+    const uint32_t index = kPortIfindexBase + static_cast<uint32_t>(i);
+    if (l.has_a() && ports.count({l.vnode_a, l.if_a})) l.port_ifindex_a = index;
+    // Of a switch--switch link only end a: the other end's kernel-chosen index then
+    // differs from its peer's too.
+    if (l.has_b() && l.port_ifindex_a == 0 && ports.count({l.vnode_b, l.if_b})) {
+      l.port_ifindex_b = index;
+    }
   }
   for (const v1::RouteSpec& r : shard.routes()) {
     RoutePlan rp;

@@ -443,7 +443,13 @@ Status FakePlumbing::CreateVeth(const VethSpec& spec) {
       (a == b && spec.name_a == spec.name_b)) {
     return AlreadyExistsError("fake: interface name taken");
   }
+  for (const auto& [name, d] : k_->ns_[a].devices) {
+    if (spec.ifindex_a != 0 && d.ifindex == spec.ifindex_a) {
+      return AlreadyExistsError("fake: interface index taken");
+    }
+  }
   FakeKernel::Device da{"veth", spec.tag, spec.up, b, spec.name_b};
+  da.ifindex = spec.ifindex_a;
   FakeKernel::Device db{"veth", spec.tag, spec.up, a, spec.name_a};
   da.mtu = db.mtu = spec.mtu;
   k_->ns_[a].devices[spec.name_a] = da;

@@ -5,7 +5,7 @@
 //    every pnode's agent deploys, runs and shapes in its own namespace.
 //  - FortyVnodesOverFourPnodes: 4 sites of 1 router + 9 hosts, routers in a
 //    ring (the natural cut), unpinned: the controller must place it on all 4
-//    pnodes cutting the 4 ring links; `ping -U` across the 20 ms ring link
+//    pnodes cutting the 4 ring links; plain `ping` across the 20 ms ring link
 //    measures RTT 40 ms (+-), iperf3 across a 50 mbit ring link gets its rate.
 //  - LostPnodeFailsExperimentAndAgentReconciles: the same topology running
 //    `sleep`; one pnode's agent is SIGKILLed: within the heartbeat timeout
@@ -192,7 +192,7 @@ TEST_F(ClusterTest, PinnedExperimentOnEveryPnode) {
       << "  - name: ping\n"
       << "    on: a\n"
       << "    at: 1s\n"
-      << "    run: ping -U -n -c 20 -i 0.1 b\n"
+      << "    run: ping -n -c 20 -i 0.1 b\n"
       << "    wait: true\n"
       << "    timeout: 30s\n";
     ids.push_back(SubmitOrFail("pin-" + host, y.str()));
@@ -229,7 +229,7 @@ TEST_F(ClusterTest, FortyVnodesOverFourPnodes) {
       "  - name: ping\n"
       "    on: s0h0\n"
       "    at: 1s\n"
-      "    run: ping -U -n -c 20 -i 0.1 s1h0\n"
+      "    run: ping -n -c 20 -i 0.1 s1h0\n"
       "    wait: true\n"
       "    timeout: 30s\n"
       "  - name: iperf-server\n"
@@ -280,7 +280,7 @@ TEST_F(ClusterTest, FortyVnodesOverFourPnodes) {
   ASSERT_TRUE(m.is_object());
   EXPECT_EQ(m["pnodes"].size(), static_cast<size_t>(kPnodes)) << m.dump(2);
 
-  // ping -U across the 20 ms ring link (s0 and s1 are on different pnodes).
+  // Plain ping across the 20 ms ring link (s0 and s1 are on different pnodes).
   const std::string ping = ReadFileOrEmpty(dir + "/tasks/ping/0.stdout");
   EXPECT_GE(PingReceived(ping), 19) << ping;
   const auto rtt = PingRtt(ping);

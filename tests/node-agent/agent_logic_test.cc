@@ -232,8 +232,8 @@ TEST(ShardApplierLogic, DeploysInPhasesAndTearsDownToNothing) {
   EXPECT_LT(lan, Find(log, " forwarding "));
   EXPECT_LT(Find(log, " forwarding "), Find(log, " route "));
   // Each veth comes after its vnode, and its shaping after it.
-  EXPECT_LT(Find(log, "create vnode e1/r"), Find(log, "veth /fake/netns/gt-e1-r:eth0"));
-  EXPECT_LT(Find(log, "veth /fake/netns/gt-e1-h1:eth0"), Find(log, "shape e1:h1--r:fwd"));
+  EXPECT_LT(Find(log, "create vnode e1/r"), Find(log, "/fake/netns/gt-e1-r:eth0"));
+  EXPECT_LT(Find(log, "/fake/netns/gt-e1-h1:eth0"), Find(log, "shape e1:h1--r:fwd"));
   EXPECT_LT(Find(log, "bridge /fake/netns/gt-e1-_wire:l0"), Find(log, "shape e1:h1--r:fwd"));
 
   // The wire namespace: a bridge per link that impairs (h1--r, sw--r, h1--far; not the
@@ -258,6 +258,11 @@ TEST(ShardApplierLogic, DeploysInPhasesAndTearsDownToNothing) {
   EXPECT_EQ(w.devices.at("l4x").vni, 100u);
   EXPECT_EQ(w.devices.at("l4x").master, "l4");
   EXPECT_EQ(w.devices.at("l4a").mtu, 1450u);
+  // Every wire port has an interface index no vnode end has, so that the kernel brings
+  // its carrier (and the bridge port) up at once (VethSpec::ifindex_a).
+  EXPECT_EQ(w.devices.at("l0a").ifindex, kPortIfindexBase);
+  EXPECT_EQ(w.devices.at("l0b").ifindex, kPortIfindexBase + 1);
+  EXPECT_EQ(w.devices.at("l4a").ifindex, kPortIfindexBase + 8);
   EXPECT_EQ(w.rules, (std::set<std::string>{"e1:h1--far:rev", "e1:h1--r:fwd", "e1:h1--r:rev",
                                             "e1:sw--r:fwd", "e1:sw--r:rev"}))
       << "the tunnel's forward is sent from here: its receiver half is the other pnode's";
@@ -282,6 +287,9 @@ TEST(ShardApplierLogic, DeploysInPhasesAndTearsDownToNothing) {
   EXPECT_TRUE(r.rules.empty());
   EXPECT_EQ(r.devices.at("eth1").peer_ns, "/fake/netns/gt-e1-h2") << "h2--r: a direct veth";
   EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-sw").devices.at("eth1").master, "br0");
+  // So has the switch's port on the direct veth h3--sw (link 3).
+  EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-sw").devices.at("eth1").ifindex, kPortIfindexBase + 3);
+  EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-h3").devices.at("eth0").ifindex, 0u);
   EXPECT_EQ(*pn.applier.Generation("e1"), 1u);
   EXPECT_EQ(records.ReadPhase("e1")->phase, "ready");
 
@@ -350,12 +358,20 @@ TEST(ShardApplierLogic, LinkEventsChangeInPlaceAndRestoreRoutes) {
   ASSERT_TRUE(pn.applier.ApplyEvent("e1", set).ok());
   EXPECT_THAT(k.log().back(), HasSubstr("change shaping e1:h1--r:fwd"));
   EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-h1").qdiscs.size(), qdiscs);
-  // A profile on a link that had none shapes it now.
+  // A profile on a link that had none shapes it now: a rate on the direct veth h3--sw.
   v1::ApplyEvent first;
   first.mutable_link_set()->set_link("h3--sw");
-  *first.mutable_link_set()->mutable_reverse() = Profile(0, 3'000'000);
+  *first.mutable_link_set()->mutable_reverse() = Profile(3'000'000, 0);
   ASSERT_TRUE(pn.applier.ApplyEvent("e1", first).ok());
   EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-sw").qdiscs.at("eth1"), "e1:h3--sw:rev");
+  // A delay there would be held where h3's kernel stamps packets: refused, since the
+  // link was not deployed through the wire namespace (its LinkSpec is not reshaped).
+  v1::ApplyEvent delay;
+  delay.mutable_link_set()->set_link("h3--sw");
+  *delay.mutable_link_set()->mutable_reverse() = Profile(0, 3'000'000);
+  Status refused = pn.applier.ApplyEvent("e1", delay);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("reshaped"));
 
   // Down takes both ends down (and the kernel its routes); up puts them back.
   v1::ApplyEvent down;

@@ -153,7 +153,7 @@ class ShardApplierRoot : public ::testing::Test {
   }
   // Median RTT (ms) of `n` pings from `from` to `to`.
   double Rtt(const std::string& from, const std::string& to, int n = 5) {
-    Cmd c = InNs(from, "ping -n -U -q -c " + std::to_string(n) + " -i 0.05 -W 2 " + to);
+    Cmd c = InNs(from, "ping -n -q -c " + std::to_string(n) + " -i 0.05 -W 2 " + to);
     size_t p = c.out.find("rtt min/avg/max/mdev = ");
     if (c.code != 0 || p == std::string::npos) {
       ADD_FAILURE() << "ping " << to << " failed: " << c.out;

@@ -186,9 +186,9 @@ class VxlanShardRoot : public ::testing::Test {
   }
   // The netns path of pnode i's wire namespace (shard_plan.h ShardPlan::wire).
   std::string WireNs(int i) { return VnodeNs(i, ShardPlan::kWireVnode); }
-  // Average user-to-user RTT (ms) of pings from h1 to h2; -1 when ping fails.
+  // Average RTT (ms) of pings from h1 to h2; -1 when ping fails.
   double Rtt(int n = 8) {
-    Cmd c = In(0, "h1", "ping -n -U -q -c " + std::to_string(n) + " -i 0.1 -W 2 10.77.0.1");
+    Cmd c = In(0, "h1", "ping -n -q -c " + std::to_string(n) + " -i 0.1 -W 2 10.77.0.1");
     size_t p = c.out.find("rtt min/avg/max/mdev = ");
     if (c.code != 0 || p == std::string::npos) return -1;
     double mn = 0, avg = 0;
@@ -371,7 +371,7 @@ TEST_F(VxlanShardRoot, LossAndJitterAcrossPnodes) {
   }
   // 1,000 probes: only the forward direction drops, 10 %; the 95 % binomial
   // interval is 10 % +- 1.9 % (widened to +- 3 %).
-  Cmd c = In(0, "h1", "ping -n -U -q -c 1000 -i 0.005 -W 1 10.77.0.1");
+  Cmd c = In(0, "h1", "ping -n -q -c 1000 -i 0.005 -W 1 10.77.0.1");
   size_t p = c.out.find("packets transmitted, ");
   ASSERT_NE(p, std::string::npos) << c.out;
   int sent = 0, received = 0;

@@ -53,6 +53,13 @@ struct VethSpec {
   /// router solicitations on emulated links, and a cheaper set-up. true: the
   /// kernel's default. Ignored on kernels without IPv6.
   bool ipv6_link_local = false;
+  /// The interface index end a must have in ns_a; 0 = the kernel's choice. Give one to
+  /// an end that becomes a bridge port, from a range its peer's namespace does not
+  /// reach (e.g. >= 65536): the kernel's link watcher delays a veth's carrier event by
+  /// up to 1 s when the veth's ifindex equals its peer's (linkwatch_urgent_event(), as
+  /// both do when each is the first interface of a fresh namespace), and a bridge port
+  /// forwards nothing until that event. Errors: kAlreadyExists when ns_a has it.
+  uint32_t ifindex_a = 0;
 };
 
 /// An IPv4 address on an interface. Re-adding the same address is not an error.

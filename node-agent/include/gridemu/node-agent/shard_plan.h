@@ -47,7 +47,14 @@ struct WirePlan {
   std::string port_a;         ///< "l<index>a": the port facing end a
   std::string port_b;         ///< "l<index>b", or the VXLAN device "l<index>x" for a tunnel end b
   uint32_t group = 0;         ///< the bridge's interface group: index + 1
+  /// The ports' interface indexes in the wire namespace: kPortIfindexBase + 2 x index
+  /// (+1 for port_b), never an index their peers in the vnodes have (VethSpec::ifindex_a).
+  uint32_t ifindex_a = 0, ifindex_b = 0;
 };
+
+/// Interface indexes given to bridge ports (wire ports, and switch vnodes' ports) start
+/// here: above what the kernel hands out in a namespace of fewer than 65,536 interfaces.
+inline constexpr uint32_t kPortIfindexBase = 0x10000;
 
 /// One link: a veth pair between two vnodes here, or one end of a tunnel.
 struct LinkPlan {
@@ -70,6 +77,10 @@ struct LinkPlan {
   std::optional<WirePlan> wire;
   /// Events set a profile on it (v1::LinkSpec.reshaped).
   bool reshaped = false;
+  /// The interface index of end a / end b when that end is a port of a switch vnode's
+  /// bridge (kPortIfindexBase + the link's index; of a link between two switches, end a
+  /// only); 0 = the kernel's choice.
+  uint32_t port_ifindex_a = 0, port_ifindex_b = 0;
 
   bool has_a() const { return !tunnel || tunnel->local_a; }
   bool has_b() const { return !tunnel || !tunnel->local_a; }

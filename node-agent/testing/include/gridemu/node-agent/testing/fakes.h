@@ -55,6 +55,7 @@ class FakeKernel {
     std::string underlay;  ///< vxlan: the namespace its socket is in
     uint32_t group = 0;    ///< interface group
     uint32_t mtu = 0;
+    uint32_t ifindex = 0;  ///< as requested (VethSpec::ifindex_a); 0 = the kernel's choice
   };
   /// A network namespace ("home" is the pnode's own; it always exists).
   struct Netns {
