@@ -377,11 +377,12 @@ Status NetlinkPlumbing::SetupEnd(NsConn& conn, const EndSetup& end) {
   if (!end.needed()) return Status::Ok();
   const std::string& name = *end.name;
   const std::string what = "setting up " + Where(name, conn.ref);
-  auto build = [&](bool with_af_spec) {
+  auto build = [&](bool with_af_spec, bool up) {
     // RTM_SETLINK by name (ifi_index 0): the kernel resolves IFLA_IFNAME. It
-    // applies IFLA_AF_SPEC after the flags, but the carrier (and with it IPv6
-    // autoconfiguration) follows later from the link-watch worker.
-    NlMsg msg = LinkMsg(RTM_SETLINK, 0, 0, end.up, true);
+    // applies IFLA_AF_SPEC after the flags, and an end whose peer is up has its
+    // carrier as soon as it opens (IPv6 then configures a link-local address at
+    // once): so IPv6 address generation goes off in a request of its own, first.
+    NlMsg msg = LinkMsg(RTM_SETLINK, 0, 0, up, true);
     if (!msg || nla_put_string(msg.get(), IFLA_IFNAME, name.c_str()) < 0 ||
         (!end.tag->empty() && nla_put_string(msg.get(), IFLA_IFALIAS, end.tag->c_str()) < 0)) {
       return NlMsg();
@@ -398,10 +399,16 @@ Status NetlinkPlumbing::SetupEnd(NsConn& conn, const EndSetup& end) {
     return msg;
   };
   bool af_spec = end.no_ipv6_ll && conn.ipv6;
-  Status s = Send(conn, build(af_spec), what);
+  Status s = Send(conn, build(af_spec, end.up && !af_spec), what);
   if (af_spec && s.code() == StatusCode::kUnimplemented) {
     conn.ipv6 = false;  // a kernel without IPv6: nothing to turn off
-    s = Send(conn, build(false), what);
+    af_spec = false;
+    s = Send(conn, build(false, end.up), what);
+  }
+  if (s.ok() && af_spec && end.up) {
+    NlMsg up = LinkMsg(RTM_SETLINK, 0, 0, true, true);
+    if (up && nla_put_string(up.get(), IFLA_IFNAME, name.c_str()) < 0) up.reset();
+    s = Send(conn, std::move(up), what);
   }
   return s;
 }
@@ -433,7 +440,8 @@ Status NetlinkPlumbing::CreateBridge(const BridgeSpec& spec) {
   ok = info && nla_put_string(m, IFLA_INFO_KIND, "bridge") == 0;
   nlattr* data = ok ? nla_nest_start(m, IFLA_INFO_DATA) : nullptr;
   ok = data && nla_put_u32(m, IFLA_BR_STP_STATE, 0) == 0 &&
-       nla_put_u32(m, IFLA_BR_FORWARD_DELAY, 0) == 0;
+       nla_put_u32(m, IFLA_BR_FORWARD_DELAY, 0) == 0 &&
+       (spec.multicast_snooping || nla_put_u8(m, IFLA_BR_MCAST_SNOOPING, 0) == 0);
   if (!ok) return BuildError(what);
   nla_nest_end(m, data);
   nla_nest_end(m, info);
@@ -516,7 +524,13 @@ Status NetlinkPlumbing::SetSysctl(const NetnsRef& ns, std::string_view key,
   }
   if (fd < 0) {
     const int e = errno;
-    if (e == ENOENT) return NotFoundError(what + ": no such key");
+    if (e == ENOENT) {
+      return NotFoundError(what + ": no such key" +
+                           (key.rfind("net.bridge.", 0) == 0
+                                ? std::string(" (the kernel's br_netfilter is not loaded: run "
+                                              "`modprobe br_netfilter`)")
+                                : std::string()));
+    }
     return InternalError(what + ": " + std::strerror(e));
   }
   Fd file(fd);

@@ -479,6 +479,7 @@ void ShardApplier::AddWiredLink(const ShardState& s, const LinkPlan& l, const Li
   br.mtu = mtu;
   br.tag = l.tag;
   br.group = w.group;
+  br.multicast_snooping = false;  // a wire: it forwards, and says nothing of its own
   b.bridges.push_back(std::move(br));
 }
 

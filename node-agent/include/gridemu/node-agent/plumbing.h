@@ -96,6 +96,10 @@ struct BridgeSpec {
   /// Interface group (IFLA_GROUP); 0 = the kernel's default. netshape dispatches the
   /// delay-line rules of a wire namespace on it (netshape/shape_request.h HoldPoint).
   uint32_t group = 0;
+  /// IGMP/MLD snooping (IFLA_BR_MCAST_SNOOPING), the kernel's default. Off, the bridge
+  /// floods multicast like a wire and sends no queries or reports of its own (a
+  /// snooping bridge joins the all-snoopers groups and reports them on its ports).
+  bool multicast_snooping = true;
 };
 
 /// One interface as listed by ListTagged().
