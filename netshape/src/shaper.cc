@@ -96,13 +96,21 @@ const std::string& QueueNetns(const ShapeRequest& r) {
   return r.hold ? r.hold->netns : r.receiver.netns;
 }
 
-// Applies `op` ('A' or 'D') for `rules` in one namespace, one process per family.
-// `preamble`: lines that come first (chains of a hold tree).
-// `flush`: replace the whole mangle table (a namespace that holds only our rules).
+// The table of the rules on a receiver's PREROUTING, and of a hold tree. A hold namespace
+// has no other tables: raw registers two hooks (PREROUTING, OUTPUT) where mangle registers
+// five, each of which a bridged packet would cross (br_netfilter runs PREROUTING, FORWARD
+// and POSTROUTING for it).
+constexpr const char* kReceiverTable = "mangle";
+constexpr const char* kHoldTable = "raw";
+
+// Applies `op` ('A' or 'D') for `rules` in one namespace, one process per family, in
+// `table`. `preamble`: lines that come first (chains of a hold tree).
+// `flush`: replace the whole table (a namespace that holds only our rules).
 Status RunRules(const std::string& netns, const std::vector<Rule>& rules, char op, bool ipv6,
-                const std::string& preamble = "", bool flush = false) {
+                const std::string& preamble = "", bool flush = false,
+                const char* table = kReceiverTable) {
   if (rules.empty() && preamble.empty()) return Status::Ok();
-  std::string text = "*mangle\n" + preamble;
+  std::string text = "*" + std::string(table) + "\n" + preamble;
   for (const Rule& r : rules) text += r.Text(op);
   text += "COMMIT\n";
   auto run = [&](const char* prog) -> Status {
@@ -268,14 +276,13 @@ Status Shaper::InstallRules(const std::string& netns, const std::vector<Rule>& r
   if (hold_groups.empty()) return RunRules(netns, rules, 'A', options_.ipv6);
   GRIDEMU_ASSIGN_OR_RETURN(std::shared_ptr<HoldTree> tree, Tree(netns));
   std::lock_guard<std::mutex> lock(tree->mu);
-  // The first rules of a hold namespace rewrite its mangle table: only ours live there,
-  // and a crashed process's tree goes with it.
+  // The first rules of a hold namespace rewrite its raw table: only ours live there, and
+  // a crashed process's tree goes with it.
   const bool first = tree->chains.empty();
   std::set<std::string> chains = tree->chains;
   std::string decl, dispatch;
   if (first) {
-    decl = ":PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
-           ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:" + std::string(kHoldRoot) +
+    decl = ":PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:" + std::string(kHoldRoot) +
            " - [0:0]\n";
     dispatch = "-A PREROUTING -j " + std::string(kHoldRoot) + "\n";
     chains.insert(kHoldRoot);
@@ -292,7 +299,8 @@ Status Shaper::InstallRules(const std::string& netns, const std::vector<Rule>& r
       dispatch += "-A " + HoldChain(g, digits - 1) + " " + match + " -j " + chain + "\n";
     }
   }
-  GRIDEMU_RETURN_IF_ERROR(RunRules(netns, rules, 'A', options_.ipv6, decl + dispatch, first));
+  GRIDEMU_RETURN_IF_ERROR(
+      RunRules(netns, rules, 'A', options_.ipv6, decl + dispatch, first, kHoldTable));
   tree->chains = std::move(chains);
   return Status::Ok();
 }
@@ -301,7 +309,7 @@ Status Shaper::DeleteRules(const std::string& netns, const std::vector<Rule>& ru
   if (!hold) return RunRules(netns, rules, 'D', options_.ipv6);
   GRIDEMU_ASSIGN_OR_RETURN(std::shared_ptr<HoldTree> tree, Tree(netns));
   std::lock_guard<std::mutex> lock(tree->mu);
-  return RunRules(netns, rules, 'D', options_.ipv6);
+  return RunRules(netns, rules, 'D', options_.ipv6, "", false, kHoldTable);
 }
 
 Result<std::shared_ptr<Shaper::HoldTree>> Shaper::Tree(const std::string& netns) {
@@ -694,30 +702,33 @@ Result<int> RemoveLeftoverRules(const std::string& netns_path, const std::string
   for (const auto& [save, restore] : {std::pair{"iptables-save", "iptables-restore"},
                                       std::pair{"ip6tables-save", "ip6tables-restore"}}) {
     if (!FindProgram(save).ok()) continue;
-    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult r, RunProcess(netns_path, {save, "-t", "mangle"}, ""));
-    if (r.exit_code != 0) continue;  // no such table/family here
-    std::string text = "*mangle\n";
-    int n = 0;
-    std::istringstream in(r.out);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("-A ", 0) != 0) continue;  // PREROUTING, or a hold tree's leaf
-      if (line.find(needle1) == std::string::npos && line.find(needle2) == std::string::npos) {
-        continue;
+    // A receiver's PREROUTING (mangle), a hold tree's leaves (raw).
+    for (const char* table : {kReceiverTable, kHoldTable}) {
+      GRIDEMU_ASSIGN_OR_RETURN(ProcessResult r, RunProcess(netns_path, {save, "-t", table}, ""));
+      if (r.exit_code != 0) continue;  // no such table/family here
+      std::string text = "*" + std::string(table) + "\n";
+      int n = 0;
+      std::istringstream in(r.out);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.rfind("-A ", 0) != 0) continue;
+        if (line.find(needle1) == std::string::npos && line.find(needle2) == std::string::npos) {
+          continue;
+        }
+        if (line.find("-j NFQUEUE") == std::string::npos) continue;
+        text += "-D" + line.substr(2) + "\n";
+        ++n;
       }
-      if (line.find("-j NFQUEUE") == std::string::npos) continue;
-      text += "-D" + line.substr(2) + "\n";
-      ++n;
+      if (n == 0) continue;
+      text += "COMMIT\n";
+      GRIDEMU_ASSIGN_OR_RETURN(ProcessResult d,
+                               RunProcess(netns_path, {restore, "-w", "--noflush"}, text));
+      if (d.exit_code != 0) {
+        return InternalError(std::string(restore) + " in " + NetnsLabel(netns_path) +
+                             " failed: " + d.err);
+      }
+      removed += n;
     }
-    if (n == 0) continue;
-    text += "COMMIT\n";
-    GRIDEMU_ASSIGN_OR_RETURN(ProcessResult d,
-                             RunProcess(netns_path, {restore, "-w", "--noflush"}, text));
-    if (d.exit_code != 0) {
-      return InternalError(std::string(restore) + " in " + NetnsLabel(netns_path) +
-                           " failed: " + d.err);
-    }
-    removed += n;
   }
   return removed;
 }

@@ -12,15 +12,27 @@
 //  - netem backend: on the sender's egress, HTB root 1: + class 1:1 at `rate` + netem 10:
 //    (or netem 1: alone without a rate); see plan.h.
 //  - userspace backend: on the sender's egress, HTB root 1: + class 1:1 + pfifo 10: when
-//    there is a rate; in the receiver's namespace, when there is any impairment, an
-//    NFQUEUE queue served by the delay line (delay_line.h) and one rule per IP family:
-//      -t mangle -A PREROUTING -i <receiver ifname> -m comment --comment "gridemu:<tag>"
-//        -j NFQUEUE --queue-num <n>
-//    installed with iptables-restore --noflush / ip6tables-restore --noflush (one process
-//    per namespace and family per batch; netshape never runs `tc`). Fail closed: see
-//    delay_line.h. Diverting on the receiver's PREROUTING rather than the sender's
-//    OUTPUT keeps held packets out of the sender's socket accounting, which would
-//    otherwise throttle TCP (DESIGN.md §5).
+//    there is a rate; when there is any impairment, an NFQUEUE queue served by the delay
+//    line (delay_line.h) and one rule per IP family, where ShapeRequest::hold says:
+//    * a hold point (what the agent uses): in the hold namespace's raw table, under a
+//      tree of chains dispatched on the bridge's interface group (shape_request.h
+//      HoldPoint), a leaf rule
+//        -A GH-<group, 4 hex digits> -m physdev --physdev-in <port> -m comment --comment
+//          "gridemu:<tag>" -j NFQUEUE --queue-num <n>
+//      The receiver sees each packet only once it is released, so its kernel
+//      timestamps (plain ping, tcpdump) include the delay; and held packets own no
+//      socket, so TCP is not throttled.
+//    * no hold point: in the receiver's namespace,
+//        -t mangle -A PREROUTING -i <receiver ifname> -m comment --comment "gridemu:<tag>"
+//          -j NFQUEUE --queue-num <n>
+//      The receiver's kernel has stamped the packets before they are held: programs that
+//      read kernel timestamps miss this direction's delay.
+//    (The third place, the sender's OUTPUT, is not offered: a held packet still counts
+//    against its socket and TCP small queues throttle the flow, 5 Mbit/s instead of 1.4
+//    Gbit/s through an unrated 10 ms link: bench/netshape/run "userspace_designs".)
+//    Rules are installed with iptables-restore --noflush / ip6tables-restore --noflush
+//    (one process per namespace and family per batch; netshape never runs `tc`). Fail
+//    closed: see delay_line.h.
 //
 // The sender's interface also gets a GSO segment cap (Plan::gso_max_segs), restored on
 // removal.
