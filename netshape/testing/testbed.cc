@@ -40,25 +40,56 @@ namespace {
 std::atomic<int> g_bed_counter{0};
 }
 
-Result<std::unique_ptr<VethTestbed>> VethTestbed::Create(int extra_pairs) {
+Result<std::unique_ptr<VethTestbed>> VethTestbed::Create(int extra_pairs, Layout layout) {
   std::unique_ptr<VethTestbed> bed(new VethTestbed());
   bed->prefix_ = "gnsT" + std::to_string(getpid()) + "-" + std::to_string(g_bed_counter++ % 100);
-  const std::string a = bed->ns_a(), b = bed->ns_b();
+  bed->layout_ = layout;
+  const bool wire = layout == Layout::kWire;
+  const std::string a = bed->ns_a(), b = bed->ns_b(), w = bed->ns_w();
   // A leftover of a crashed run with the same pid would make `ip netns add` fail.
-  Sh("ip netns del " + a + " 2>/dev/null; ip netns del " + b + " 2>/dev/null");
+  Sh("ip netns del " + a + " 2>/dev/null; ip netns del " + b + " 2>/dev/null; ip netns del " + w +
+     " 2>/dev/null");
   std::string script = "set -e\n";
   script += "ip netns add " + a + "\n";
   script += "ip netns add " + b + "\n";
+  if (wire) script += "ip netns add " + w + "\n";
   // No IPv6 chatter (DAD, router and MLD solicitations) on the test links: only the test's
   // own probes reach the delay line, so its seeded decisions are reproducible.
-  for (const std::string& n : {a, b}) {
+  for (const std::string& n : wire ? std::vector<std::string>{a, b, w} : std::vector{a, b}) {
     script += "ip netns exec " + n +
               " sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"
               "\n";
   }
   bed->created_ = true;
-  script += "ip -n " + a + " link add " + bed->if_a() + " type veth peer name " + bed->if_b() +
-            " netns " + b + "\n";
+  // A bridge of W with two ports that are veths to (ns1, if1) and (ns2, if2); the ports
+  // get interface indexes their peers cannot have (node-agent plumbing.h
+  // VethSpec::ifindex_a: the kernel delays the carrier of a veth whose index equals its
+  // peer's by up to 1 s).
+  auto wire_link = [&](const std::string& br, uint32_t group, const std::string& pa,
+                       const std::string& if1, const std::string& pb, const std::string& if2,
+                       uint32_t index, bool up) {
+    std::string s;
+    s += "ip -n " + w + " link add name " + br +
+         " type bridge stp_state 0 forward_delay 0 mcast_snooping 0\n";
+    s += "ip -n " + w + " link set dev " + br + " group " + std::to_string(group) + "\n";
+    s += "ip -n " + w + " link add name " + pa + " index " + std::to_string(index) +
+         " type veth peer name " + if1 + " netns " + a + "\n";
+    s += "ip -n " + w + " link add name " + pb + " index " + std::to_string(index + 1) +
+         " type veth peer name " + if2 + " netns " + b + "\n";
+    s += "ip -n " + w + " link set dev " + pa + " master " + br + (up ? " up" : "") + "\n";
+    s += "ip -n " + w + " link set dev " + pb + " master " + br + (up ? " up" : "") + "\n";
+    if (up) s += "ip -n " + w + " link set dev " + br + " up\n";
+    return s;
+  };
+  if (wire) {
+    script += "ip netns exec " + w +
+              " sysctl -q -w net.bridge.bridge-nf-call-iptables=1"
+              " net.bridge.bridge-nf-call-ip6tables=1 net.bridge.bridge-nf-call-arptables=0\n";
+    script += wire_link("br", 1, "wa", bed->if_a(), "wb", bed->if_b(), 0x10000, true);
+  } else {
+    script += "ip -n " + a + " link add " + bed->if_a() + " type veth peer name " + bed->if_b() +
+              " netns " + b + "\n";
+  }
   script += "ip -n " + a + " addr add 10.0.0.1/24 dev " + bed->if_a() + "\n";
   script += "ip -n " + b + " addr add 10.0.0.2/24 dev " + bed->if_b() + "\n";
   script += "ip -n " + a + " link set lo up\n";
@@ -66,7 +97,10 @@ Result<std::unique_ptr<VethTestbed>> VethTestbed::Create(int extra_pairs) {
   script += "ip -n " + a + " link set " + bed->if_a() + " up\n";
   script += "ip -n " + b + " link set " + bed->if_b() + " up\n";
   CmdResult r = Sh(script);
-  if (r.exit_code != 0) return InternalError("creating test bed " + bed->prefix_ + ": " + r.out);
+  if (r.exit_code != 0) {
+    return InternalError("creating test bed " + bed->prefix_ + ": " + r.out + "\nscript:\n" +
+                         script);
+  }
   if (extra_pairs > 0) {
     // One `ip -batch` per namespace: fast enough for thousands of pairs.
     char path[] = "/tmp/gnsT-batch-XXXXXX";
@@ -74,12 +108,22 @@ Result<std::unique_ptr<VethTestbed>> VethTestbed::Create(int extra_pairs) {
     if (fd < 0) return InternalError("mkstemp");
     std::string batch;
     for (int i = 0; i < extra_pairs; ++i) {
-      batch += "link add " + bed->extra_if_a(i) + " type veth peer name " + bed->extra_if_b(i) +
-               " netns " + b + "\n";
+      if (wire) {
+        // The same commands as wire_link(), without "ip -n W" (the batch runs in W).
+        std::string l = wire_link("b" + std::to_string(i), i + 2, "xa" + std::to_string(i),
+                                  bed->extra_if_a(i), "xb" + std::to_string(i),
+                                  bed->extra_if_b(i), 0x10002 + 2 * i, false);
+        const std::string drop = "ip -n " + w + " ";
+        for (size_t at; (at = l.find(drop)) != std::string::npos;) l.erase(at, drop.size());
+        batch += l;
+      } else {
+        batch += "link add " + bed->extra_if_a(i) + " type veth peer name " +
+                 bed->extra_if_b(i) + " netns " + b + "\n";
+      }
     }
     (void)!write(fd, batch.data(), batch.size());
     close(fd);
-    r = Sh("ip -n " + a + " -batch " + path);
+    r = Sh("ip -n " + (wire ? w : a) + " -batch " + path);
     unlink(path);
     if (r.exit_code != 0) return InternalError("creating extra veth pairs: " + r.out);
   }
@@ -95,7 +139,8 @@ VethTestbed::~VethTestbed() {
   if (!created_) return;
   // Kill anything still running inside (iperf3 servers), then delete the namespaces;
   // the veth pairs go with them.
-  for (const std::string& ns : {ns_a(), ns_b()}) {
+  for (const std::string& ns : {ns_a(), ns_b(), ns_w()}) {
+    if (ns == ns_w() && layout_ != Layout::kWire) continue;
     CmdResult pids = Sh("ip netns pids " + ns);
     std::istringstream in(pids.out);
     std::string pid;
@@ -104,6 +149,14 @@ VethTestbed::~VethTestbed() {
     }
     Sh("ip netns del " + ns);
   }
+}
+
+std::optional<HoldPoint> VethTestbed::hold(bool forward, int extra) const {
+  if (layout_ != Layout::kWire) return std::nullopt;
+  const std::string a = extra < 0 ? "wa" : "xa" + std::to_string(extra);
+  const std::string b = extra < 0 ? "wb" : "xb" + std::to_string(extra);
+  const uint32_t group = extra < 0 ? 1 : static_cast<uint32_t>(extra) + 2;
+  return HoldPoint{path_w(), forward ? a : b, group, forward ? b : a};
 }
 
 CmdResult VethTestbed::Exec(const std::string& ns, const std::string& cmd) const {
@@ -117,7 +170,7 @@ int RemoveStaleTestbeds() {
   std::vector<std::string> names;
   while (dirent* e = readdir(d)) names.push_back(e->d_name);
   closedir(d);
-  static const std::regex kName("gnsT([0-9]+)-[0-9]+[ab]");
+  static const std::regex kName("gnsT([0-9]+)-[0-9]+[abw]");
   for (const std::string& n : names) {
     std::smatch m;
     if (!std::regex_match(n, m, kName)) continue;
@@ -142,14 +195,14 @@ void MeanStddev(const std::vector<double>& v, double* mean, double* stddev) {
 }
 
 Result<PingStats> Ping(const std::string& ns, const std::string& dst, int count, double interval_s,
-                       int wait_s, int size_bytes) {
+                       int wait_s, int size_bytes, bool user_timestamps) {
   char interval[32];
   std::snprintf(interval, sizeof interval, "%.4f", interval_s);
   // ping runs at real-time priority (chrt -f 1) so that a busy host does not add its own
-  // scheduling delays to the RTTs it measures; -U measures at user level (the kernel's
-  // receive timestamps are taken before the delay line).
+  // scheduling delays to the RTTs it measures.
   static const bool have_chrt = access("/usr/bin/chrt", X_OK) == 0;
-  std::string cmd = "ip netns exec " + ns + (have_chrt ? " chrt -f 1" : "") + " ping -n -U -c " +
+  std::string cmd = "ip netns exec " + ns + (have_chrt ? " chrt -f 1" : "") + " ping -n " +
+                    (user_timestamps ? "-U " : "") + "-c " +
                     std::to_string(count) + " -i " + interval + " -W " + std::to_string(wait_s) +
                     " -s " + std::to_string(size_bytes) + " " + dst;
   CmdResult r = Sh(cmd);

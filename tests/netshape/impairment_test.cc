@@ -1,4 +1,5 @@
 #include "gridemu/netshape/impairment.h"
+#include "gridemu/netshape/plan.h"
 
 #include <gtest/gtest.h>
 
@@ -67,6 +68,35 @@ TEST(NetshapeImpairment, RandomLoss) {
   ImpairmentSpec all;
   all.loss = ProbabilityToU32(1.0);
   EXPECT_EQ(Simulate(all, 1000).dropped, 1000);
+}
+
+// The link tests check one fixed-seed sample of each direction's loss against its 95 %
+// binomial interval (tests/e2e/link_probe.h). This checks the premise: over 2,000 link
+// streams (the plan's per-direction seeds, as the agent derives them), 1,000 packets at
+// 10 % loss fall inside [8.14 %, 11.86 %] for 95 % of the streams (1.5 points is three
+// standard deviations of that fraction), and the mean is 10 %.
+TEST(NetshapeImpairment, LossIsCalibratedOverManyStreams) {
+  constexpr int kStreams = 2000, kPackets = 1000;
+  const double p = 0.10, half = 1.96 * std::sqrt(p * (1 - p) / kPackets);
+  int inside = 0;
+  long lost = 0;
+  for (int i = 0; i < kStreams; ++i) {
+    LinkProfile profile;
+    profile.delay = 10ms;
+    profile.loss = p;
+    PlanOptions po;
+    po.seed = 7;
+    po.stream = "l" + std::to_string(i);
+    Result<Plan> plan = BuildPlan(profile, Direction::kForward, po);
+    ASSERT_TRUE(plan.ok() && plan->delay_line);
+    ImpairmentModel m(plan->delay_line->impairment, plan->delay_line->seed);
+    int k = 0;
+    for (int j = 0; j < kPackets; ++j) k += m.Next().drop;
+    lost += k;
+    inside += std::abs(double(k) / kPackets - p) <= half;
+  }
+  EXPECT_NEAR(double(inside) / kStreams, 0.95, 0.015);
+  ExpectRate(static_cast<int>(lost), kStreams * kPackets, p);
 }
 
 TEST(NetshapeImpairment, GilbertElliottLossRateAndBursts) {

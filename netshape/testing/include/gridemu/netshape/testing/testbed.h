@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,13 +31,36 @@ struct CmdResult {
 /// Runs `/bin/sh -c cmd`, capturing stdout+stderr.
 CmdResult Sh(const std::string& cmd);
 
-/// Two namespaces A and B joined by a veth pair, with 10.0.0.1/24 (A) and 10.0.0.2/24 (B),
-/// both up, IPv6 disabled (so that only the tests' own packets are shaped). Optionally more veth pairs between them (no addresses) for scale tests.
+/// How A and B are joined.
+enum class Layout {
+  /// One veth pair A <-> B: the userspace backend holds packets in the receiver's
+  /// namespace (its kernel stamps them before the delay: measure with ping -U).
+  kDirect,
+  /// The agent's design (node-agent shard_plan.h WirePlan): a third namespace W with a
+  /// bridge "br" (group 1, no multicast snooping, br_netfilter on) whose ports "wa" and
+  /// "wb" are veths to A's and B's interfaces; hold() gives the hold points there.
+  kWire,
+};
+
+/// Two namespaces A and B joined by a veth pair (or through W, Layout::kWire), with
+/// 10.0.0.1/24 (A) and 10.0.0.2/24 (B), both up, IPv6 disabled (so that only the tests'
+/// own packets are shaped). Optionally more links between them (no addresses) for
+/// scale tests.
 class VethTestbed {
  public:
-  /// `extra_pairs` more veth pairs "<prefix>x<i>" (A) <-> "<prefix>y<i>" (B), down.
-  static Result<std::unique_ptr<VethTestbed>> Create(int extra_pairs = 0);
+  /// `extra_pairs` more links, down: veth pairs "<prefix>x<i>" (A) <-> "<prefix>y<i>"
+  /// (B); with kWire, each through its own bridge "b<i>" (group i + 2) of W, ports
+  /// "xa<i>" and "xb<i>".
+  static Result<std::unique_ptr<VethTestbed>> Create(int extra_pairs = 0,
+                                                     Layout layout = Layout::kDirect);
   ~VethTestbed();
+
+  Layout layout() const { return layout_; }
+  std::string ns_w() const { return prefix_ + "w"; }  ///< kWire only
+  std::string path_w() const { return "/var/run/netns/" + ns_w(); }
+  /// Where the userspace backend holds the A -> B (forward) or B -> A direction of the
+  /// main link (`extra` >= 0: of extra link `extra`); nullopt with kDirect.
+  std::optional<HoldPoint> hold(bool forward, int extra = -1) const;
 
   const std::string& prefix() const { return prefix_; }
   std::string ns_a() const { return prefix_ + "a"; }  ///< namespace name (ip netns)
@@ -58,6 +82,7 @@ class VethTestbed {
  private:
   VethTestbed() = default;
   std::string prefix_;
+  Layout layout_ = Layout::kDirect;
   bool created_ = false;
 };
 
@@ -75,11 +100,13 @@ struct PingStats {
   double loss() const { return transmitted ? 1.0 - double(received) / transmitted : 0; }
 };
 
-/// `chrt -f 1 ping -n -U -c count -i interval -s size -W wait dst` inside namespace `ns`
-/// (user-level RTTs, at real-time priority so that host load does not skew them).
-/// Duplicate replies are counted apart. Errors: kInternal when ping cannot run.
+/// `chrt -f 1 ping -n -c count -i interval -s size -W wait dst` inside namespace `ns`, at
+/// real-time priority so that host load does not skew the RTTs; plain ping (kernel
+/// timestamps), or with `user_timestamps` ping -U (user-level times, what a receiver
+/// that is stamped before the delay line needs: Layout::kDirect). Duplicate replies
+/// are counted apart. Errors: kInternal when ping cannot run.
 Result<PingStats> Ping(const std::string& ns, const std::string& dst, int count, double interval_s,
-                       int wait_s = 2, int size_bytes = 56);
+                       int wait_s = 2, int size_bytes = 56, bool user_timestamps = false);
 
 /// Mean and sample standard deviation.
 void MeanStddev(const std::vector<double>& v, double* mean, double* stddev);
