@@ -791,7 +791,7 @@ topology:
   ASSERT_NO_FATAL_FAILURE(Deploy(BuildShard(yaml, exp_, 1), 1));
   v1::TaskEvent bg = Run("a", "sleep 1000 >/dev/null 2>&1 & echo started");
   EXPECT_EQ(bg.exit_code(), 0);
-  EXPECT_THAT(Shell("ip netns exec " + Prefix() + "-" + exp_ + "-_wire iptables-save -t mangle").out,
+  EXPECT_THAT(Shell("ip netns exec " + Prefix() + "-" + exp_ + "-_wire iptables-save -t raw").out,
               HasSubstr("gridemu:" + exp_ + ":"));
   agent_->Kill(SIGKILL);
   agent_.reset();

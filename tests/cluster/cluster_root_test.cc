@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "cluster_fixture.h"
+#include "link_probe.h"
 
 namespace gridemu::cluster_test {
 namespace {
@@ -402,6 +403,61 @@ TEST_F(ClusterTest, LostPnodeFailsExperimentAndAgentReconciles) {
   }
   // The restarted agent is up and idle: the experiment stays failed.
   EXPECT_EQ(cluster_->StatusJson(id).value("state", ""), "failed");
+}
+
+// Links as declared across pnodes (issue 11): a host--host link, a
+// host--switch link and a router--router link, each cut between p0 and p1
+// (VXLAN), probed as on one pnode (tests/e2e/link_probe.h): plain ping and
+// tcpdump for 10/50/200 ms set by link events, each direction's loss apart,
+// iperf3 at 1/10/100 mbit through the routers.
+TEST_F(ClusterTest, CrossPnodeLinksAsDeclared) {
+  using namespace link_probe;
+  const std::vector<Probe> probes = {
+      {"host-host", "x1", "x2", {"x1--x2"}},
+      {"host-switch", "z1", "z2", {"z1--sw"}},
+      {"router-router", "y1", "y2", {"ra--rb"}, true},
+  };
+  auto topology = [](const std::string& profile) {
+    return "topology:\n"
+           "  nodes:\n"
+           "    x1: {host: p0}\n    x2: {host: p1}\n"
+           "    z1: {host: p0}\n    z2: {host: p1}\n    sw: {kind: switch, host: p1}\n"
+           "    y1: {host: p0}\n    y2: {host: p1}\n"
+           "    ra: {kind: router, host: p0}\n    rb: {kind: router, host: p1}\n"
+           "  links:\n"
+           "    - {endpoints: [x1, x2], " + profile + "}\n"
+           "    - {endpoints: [z1, sw], " + profile + "}\n"
+           "    - {endpoints: [sw, z2]}\n"
+           "    - {endpoints: [ra, rb], " + profile + "}\n"
+           "    - {endpoints: [y1, ra]}\n"
+           "    - {endpoints: [rb, y2]}\n";
+  };
+  const Timeline tl = ProbeTimeline(probes);
+  const std::string yaml = "name: cross\nduration: " + std::to_string(tl.end_ms / 1000 + 60) +
+                           "s\nseed: " + std::to_string(ProbeSeed(11)) + "\n" + topology("delay: 10ms") + "workload:\n" +
+                           tl.workload + "events:\n" + tl.events +
+                           "collect:\n  files: [\"$GRIDEMU_OUT/*\"]\n";
+  const std::string id = SubmitOrFail("cross", yaml);
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(cluster_->WaitState(id, {"finished"}, seconds(tl.end_ms / 1000 + 120)), "finished")
+      << History(id);
+  json st = cluster_->StatusJson(id);
+  EXPECT_EQ(st["placement"].value("cut_links", 0), 3) << st.dump(2);
+  const std::string dir = ResultsDir(id);
+  ASSERT_FALSE(dir.empty()) << History(id);
+  auto paths = [&](int d) {
+    char loss[160];
+    std::snprintf(loss, sizeof loss, "delay: 10ms, forward: {loss: %g%%}, reverse: {loss: %g%%}",
+                  kLossForward * 100, kLossReverse * 100);
+    const std::string file =
+        Write("paths" + std::to_string(d) + ".yaml",
+              "name: p\nduration: 1m\n" +
+                  topology(d < 0 ? std::string(loss) : "delay: " + std::to_string(d) + "ms"));
+    CmdResult r = RunCmd({GRIDEMU_CLI_BIN, "topo", "paths", "--json", file});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return ParsePaths(r.out);
+  };
+  CheckTimeline(probes, dir, [](const std::string& f) { return ReadFileOrEmpty(f); }, paths);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e_util.h"
+#include "root_run_fixture.h"
 #include "gridemu/node-agent/agent_clean.h"
 
 namespace gridemu::e2e {
@@ -72,29 +73,9 @@ std::vector<std::string> Residue(const std::string& prefix) {
   return out;
 }
 
-class RunRootTest : public ::testing::Test {
+class RunRootTest : public RootRunTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, cgroups)";
-    prefix_ = "ge2e" + std::to_string(::getpid() % 100000);
-  }
-  void TearDown() override {
-    if (prefix_.empty()) return;
-    // Whatever a failed test left: remove it (only this test's prefix).
-    agent::CleanOptions co;
-    co.prefix = prefix_;
-    (void)agent::CleanLeftovers(co);
-    std::error_code ec;
-    fs::remove("/run/" + prefix_ + "-agent", ec);
-  }
-  std::vector<std::string> Args(const std::string& file) {
-    return {GRIDEMU_CLI_BIN,  "run",   file,         "--results", tmp_.path() + "/results",
-            "--agent-prefix", prefix_, "--progress", "plain"};
-  }
-  std::vector<std::string> Env() { return {"GRIDEMU_RUN_LOCK=" + tmp_.path() + "/run.lock"}; }
-
-  std::string prefix_;
-  TempDir tmp_{"gridemu-e2e-root"};
+  RunRootTest() : RootRunTest("ge2e", "gridemu-e2e-root") {}
 };
 
 constexpr const char* kTopology =

@@ -235,11 +235,11 @@ TEST_F(VxlanShardRoot, PingRateChangesAndTeardown) {
   // The sender halves (HTB) are on each vnode's egress, the receiver halves
   // (delay line) on the wire namespace's bridge, where the receiver cannot see them.
   EXPECT_THAT(In(0, "h1", "tc qdisc show dev eth0").out, HasSubstr("htb 1:"));
-  EXPECT_THAT(Shell("nsenter --net=" + WireNs(1) + " iptables-save -t mangle").out,
+  EXPECT_THAT(Shell("nsenter --net=" + WireNs(1) + " iptables-save -t raw").out,
               HasSubstr("gridemu:" + exp_ + ":h1--h2:fwd"));
-  EXPECT_THAT(Shell("nsenter --net=" + WireNs(0) + " iptables-save -t mangle").out,
+  EXPECT_THAT(Shell("nsenter --net=" + WireNs(0) + " iptables-save -t raw").out,
               HasSubstr("gridemu:" + exp_ + ":h1--h2:rev"));
-  EXPECT_THAT(In(1, "h2", "iptables-save -t mangle").out, Not(HasSubstr("gridemu:")));
+  EXPECT_THAT(In(1, "h2", "iptables-save").out, Not(HasSubstr("gridemu:")));
 
   // 20 ms each way: 40 ms user-to-user RTT.
   double rtt = Rtt();
@@ -338,7 +338,7 @@ TEST_F(VxlanShardRoot, PingRateChangesAndTeardown) {
     ASSERT_TRUE(left.ok());
     EXPECT_TRUE(left->empty()) << left->ToString();
     EXPECT_EQ(UnderlayVxlans(i), "");
-    EXPECT_THAT(Shell("ip netns exec " + ns_[i] + " iptables-save -t mangle").out,
+    EXPECT_THAT(Shell("ip netns exec " + ns_[i] + " iptables-save").out,
                 Not(HasSubstr("gridemu:")));
   }
   EXPECT_NE(::access(h1ns.c_str(), F_OK), 0) << h1ns;
