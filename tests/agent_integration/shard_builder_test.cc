@@ -173,6 +173,36 @@ TEST(BuildShards, OnePnodeChain) {
   EXPECT_EQ(s.bridges_size(), 0);
 }
 
+// A link that a link-set event changes is marked reshaped (the agent deploys it through
+// its wire namespace, where a delay set at run time can hold packets); a link that
+// only goes down and up, or that no event names, is not.
+TEST(BuildShards, LinksThatEventsReshapeAreMarked) {
+  experiments::Experiment e = Parse(R"(
+name: ev
+duration: 1m
+topology:
+  nodes: {a: {}, b: {}, c: {}, r: {kind: router}}
+  links:
+    - {endpoints: [a, r]}
+    - {endpoints: [b, r]}
+    - {endpoints: [c, r]}
+events:
+  - {at: 10s, link: r--a, set: {delay: 20ms}}
+  - {at: 20s, link: b--r, down: true}
+)");
+  Result<topology::AddressPlan> plan = topology::PlanAddressing(e.topology);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  std::vector<uint32_t> placement(e.topology.num_vnodes(), 0);
+  Result<std::vector<v1::DeployShard>> shards =
+      BuildShards(e, "ev-1", 1, placement, *plan, ShardOptions{});
+  ASSERT_TRUE(shards.ok()) << shards.status().ToString();
+  const v1::DeployShard& s = (*shards)[0];
+  ASSERT_NE(FindLink(s, "a--r"), nullptr);
+  EXPECT_TRUE(FindLink(s, "a--r")->reshaped()) << "named r--a in the event: the same link";
+  EXPECT_FALSE(FindLink(s, "b--r")->reshaped());
+  EXPECT_FALSE(FindLink(s, "c--r")->reshaped());
+}
+
 TEST(BuildShards, SwitchBecomesBridge) {
   experiments::Experiment e = Parse(R"(
 name: lan

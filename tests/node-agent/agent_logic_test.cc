@@ -396,6 +396,32 @@ TEST(ShardApplierLogic, LinkEventsChangeInPlaceAndRestoreRoutes) {
   EXPECT_EQ(pn.applier.CollectMetrics("e1").links_size(), 8);
 }
 
+// A link the timeline reshapes (LinkSpec.reshaped) runs through the wire namespace even
+// with no profile in the file, so that a delay set later holds its packets there.
+TEST(ShardApplierLogic, AReshapedLinkIsDeployedThroughTheWire) {
+  FakeKernel k;
+  MemoryShardRecords records(&k);
+  Pnode pn(&k, &records);
+  v1::DeployShard shard = Shard();
+  for (v1::LinkSpec& l : *shard.mutable_links()) {
+    if (l.name() == "h3--sw") l.set_reshaped(true);
+  }
+  ASSERT_TRUE(pn.applier.Deploy(shard).ok) << k.Dump();
+  const FakeKernel::Netns w = k.GetNetns("/fake/netns/gt-e1-_wire");
+  ASSERT_EQ(w.devices.count("l3"), 1u) << k.Dump();
+  EXPECT_EQ(w.devices.at("l3").kind, "bridge");
+  EXPECT_EQ(k.GetNetns("/fake/netns/gt-e1-h3").devices.at("eth0").peer_ns,
+            "/fake/netns/gt-e1-_wire");
+  EXPECT_FALSE(w.rules.count("e1:h3--sw:rev")) << "no profile yet: nothing held";
+  v1::ApplyEvent delay;
+  delay.mutable_link_set()->set_link("h3--sw");
+  *delay.mutable_link_set()->mutable_reverse() = Profile(0, 3'000'000);
+  ASSERT_TRUE(pn.applier.ApplyEvent("e1", delay).ok());
+  EXPECT_TRUE(k.GetNetns("/fake/netns/gt-e1-_wire").rules.count("e1:h3--sw:rev"))
+      << "the delay line holds the reverse direction in the wire namespace";
+  EXPECT_TRUE(k.GetNetns("/fake/netns/gt-e1-h3").rules.empty());
+}
+
 TEST(ShardApplierLogic, NodeEventsGoToTheRuntime) {
   FakeKernel k;
   MemoryShardRecords records(&k);

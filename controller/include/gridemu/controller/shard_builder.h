@@ -17,8 +17,14 @@
 //    vni, remote_address = the other pnode's underlay address
 //    (ShardOptions::pnode_addresses, i.e. its AgentHello.address) and
 //    local_end "a" or "b" (which end lives on p). Each pnode builds its half:
-//    the local vnode's interface bridged onto a VXLAN device, shaping its own
-//    egress direction (forward on the a side, reverse on the b side).
+//    the local vnode's interface joined to a VXLAN device, rate-shaping what
+//    it sends (forward on the a side, reverse on the b side) and, with the
+//    userspace backend, holding what it receives in its wire namespace
+//    (node-agent shard_plan.h WirePlan): each direction is delayed on its
+//    receiver's pnode, where no program has seen it yet;
+//  - `reshaped` on every link a link-set event of the timeline changes, so
+//    that the agent deploys it where a delay set at run time can hold its
+//    packets (the wire namespace) even if the file gives it none.
 //
 // VNIs: cross-pnode link number k (k-th cross-pnode link in LinkId order,
 // k = 0, 1, ...) gets vni = ShardOptions::vni_base + k in both shards; the
