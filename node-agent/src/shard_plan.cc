@@ -5,6 +5,8 @@
 
 #include <cctype>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "gridemu/netshape/capabilities.h"
 #include "gridemu/node-agent/agent_convert.h"
@@ -234,6 +236,13 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
   for (const v1::HostEntry& h : shard.hosts()) {
     hosts->push_back(HostsEntry{h.name(), {h.addresses().begin(), h.addresses().end()}});
   }
+  // Each local vnode's addresses (its hosts entry; the first is the primary one).
+  std::unordered_map<std::string_view, const v1::HostEntry*> own;
+  own.reserve(shard.vnodes_size());
+  for (const v1::VnodeSpec& v : shard.vnodes()) own.emplace(v.name(), nullptr);
+  for (const v1::HostEntry& h : shard.hosts()) {
+    if (auto it = own.find(h.name()); it != own.end() && it->second == nullptr) it->second = &h;
+  }
   const std::string tag_base = opt.prefix + ":" + p.experiment + ":";
   p.vnodes.reserve(shard.vnodes_size());
   p.roles.reserve(shard.vnodes_size());
@@ -253,6 +262,12 @@ Result<ShardPlan> Build(const v1::DeployShard& shard, const ResolveOptions& opt)
                      : p.output_dir + "/" + v.name();
     vs.shared_dir = p.shared_dir;
     if (!v.group().empty()) vs.env.emplace_back("GRIDEMU_GROUP", v.group());
+    if (const v1::HostEntry* h = own[v.name()]; h != nullptr && h->addresses_size() > 0) {
+      std::string all;
+      for (const std::string& a : h->addresses()) all += (all.empty() ? "" : " ") + a;
+      vs.env.emplace_back("GRIDEMU_ADDR", h->addresses(0));
+      vs.env.emplace_back("GRIDEMU_ADDRS", std::move(all));
+    }
     p.vnode_index[v.name()] = p.vnodes.size();
     p.vnodes.push_back(std::move(vs));
     p.roles.push_back(VnodeRole{v.kind().empty() ? "host" : v.kind(), v.forwarding()});

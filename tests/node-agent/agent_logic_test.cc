@@ -187,6 +187,33 @@ TEST(ResolveShard, TypedObjectsOnce) {
   EXPECT_EQ(p->source.experiment_id(), "e1");
 }
 
+// GRIDEMU_ADDR is a vnode's primary address (its hosts entry's first), GRIDEMU_ADDRS
+// every address; a vnode without an address gets neither.
+TEST(ResolveShard, EachVnodeKnowsItsAddresses) {
+  v1::DeployShard s = Shard();
+  s.mutable_hosts(2)->add_addresses("10.0.9.7");  // r
+  s.mutable_hosts()->DeleteSubrange(3, 1);        // sw
+  ResolveOptions ro;
+  ro.prefix = kPrefix;
+  ro.local_address = "192.0.2.1";
+  ro.shaping_backend = netshape::Backend::kUserspace;
+  ro.capabilities.htb = ro.capabilities.nfqueue = ro.capabilities.iptables = true;
+  Result<ShardPlan> p = ResolveShard(s, ro);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  auto env = [&](size_t i, const std::string& name) -> std::string {
+    for (const auto& [k, v] : p->vnodes[i].env) {
+      if (k == name) return v;
+    }
+    return "<unset>";
+  };
+  EXPECT_EQ(env(0, "GRIDEMU_ADDR"), "10.0.9.1");
+  EXPECT_EQ(env(0, "GRIDEMU_ADDRS"), "10.0.9.1");
+  EXPECT_EQ(env(2, "GRIDEMU_ADDR"), "10.0.9.1");
+  EXPECT_EQ(env(2, "GRIDEMU_ADDRS"), "10.0.9.1 10.0.9.7");
+  EXPECT_EQ(env(3, "GRIDEMU_ADDR"), "<unset>");
+  EXPECT_EQ(env(3, "GRIDEMU_ADDRS"), "<unset>");
+}
+
 TEST(ResolveShard, EveryProblemAtOnceAndNothingResolved) {
   ResolveOptions ro;  // no shaping backend, no underlay address
   v1::DeployShard s = Shard();

@@ -159,7 +159,21 @@ TEST(RuntimeInitConfigTest, MountsForAVnode) {
       c.binds,
       ElementsAre(vnode_init::BindMount{"/run/gridemu/e1/hosts-0123", "/etc/hosts", true, true},
                   vnode_init::BindMount{p.hostname_file, "/etc/hostname", true, true},
+                  vnode_init::BindMount{"/run/gridemu/e1/resolv.conf", "/etc/resolv.conf", true,
+                                        true},
                   vnode_init::BindMount{"/srv/shared", "/srv/shared", true, false}));
+}
+
+// The vnode's own resolv.conf: only its loopback as name server (no host DNS server,
+// which vnodes cannot reach), one try of at most a second.
+TEST(RuntimeInitConfigTest, ResolvConfNamesOnlyTheVnodesLoopback) {
+  const std::string r = RenderResolvConf();
+  EXPECT_NE(r.find("\nnameserver 127.0.0.1\n"), std::string::npos) << r;
+  size_t servers = 0;
+  for (size_t at = r.find("nameserver"); at != std::string::npos; at = r.find("nameserver", at + 1))
+    ++servers;
+  EXPECT_EQ(servers, 1u) << r;
+  EXPECT_NE(r.find("attempts:1"), std::string::npos) << r;
 }
 
 TEST(RuntimeInitConfigTest, DirectoriesUnderPrivateTmpAreBoundBackIn) {
@@ -171,14 +185,14 @@ TEST(RuntimeInitConfigTest, DirectoriesUnderPrivateTmpAreBoundBackIn) {
   VnodePaths p = ComputeVnodePaths(o, s.experiment, s.name);
   vnode_init::Config c = BuildInitConfig(s, p, p.hosts_file);
   EXPECT_EQ(c.tmpfs.front().options, "mode=1777");
-  ASSERT_EQ(c.binds.size(), 4u);
-  EXPECT_EQ(c.binds[2], (vnode_init::BindMount{p.home_dir, p.home_dir, false, false}));
-  EXPECT_EQ(c.binds[3],
+  ASSERT_EQ(c.binds.size(), 5u);
+  EXPECT_EQ(c.binds[3], (vnode_init::BindMount{p.home_dir, p.home_dir, false, false}));
+  EXPECT_EQ(c.binds[4],
             (vnode_init::BindMount{"/tmp/results/peer3", "/tmp/results/peer3", false, false}));
   // "/tmpfoo" is not under "/tmp".
   s.out_dir = "/tmpfoo/x";
   c = BuildInitConfig(s, ComputeVnodePaths(RuntimeOptions{}, "e1", "peer3"), "/h");
-  EXPECT_EQ(c.binds.size(), 2u);
+  EXPECT_EQ(c.binds.size(), 3u);
 }
 
 template <typename T>

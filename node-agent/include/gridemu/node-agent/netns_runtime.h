@@ -47,6 +47,7 @@ struct VnodePaths {
   std::string state_dir;       ///< "<state_root>/<exp>/<vnode>"
   std::string hostname_file;   ///< state_dir + "/hostname"
   std::string hosts_file;      ///< state_dir + "/hosts" (when not shared)
+  std::string resolv_file;     ///< experiment_dir + "/resolv.conf" (RenderResolvConf())
   std::string home_dir;        ///< state_dir + "/home"
   std::string meta_file;       ///< state_dir + "/vnode.meta"
   std::string listen_path;     ///< state_dir + "/init.sock"
@@ -59,6 +60,13 @@ VnodePaths ComputeVnodePaths(const RuntimeOptions& options, std::string_view exp
 
 /// The effective state root: options.state_root, or "/run/<prefix>".
 std::string StateRoot(const RuntimeOptions& options);
+
+/// The vnodes' /etc/resolv.conf: the only name server is the vnode's own
+/// loopback, so that a lookup of a name that /etc/hosts lacks fails at once
+/// (nothing listens on port 53: the query is refused) instead of waiting for
+/// the host's DNS server, which vnodes cannot reach; a program that runs its
+/// own DNS server on 127.0.0.1 inside the vnode is asked.
+std::string RenderResolvConf();
 
 /// /etc/hosts text: localhost lines, then one "<address>\t<name>" line per
 /// address of each entry, in table order; "127.0.1.1\t<self>" when `self` is

@@ -114,7 +114,9 @@ struct ShardPlan {
   uint64_t generation = 0;
   uint64_t seed = 0;
   /// What the runtime makes (experiment, name, group index, resources, the
-  /// shared hosts table, output and shared directories, GRIDEMU_GROUP), in
+  /// shared hosts table, output and shared directories, GRIDEMU_GROUP, and
+  /// GRIDEMU_ADDR / GRIDEMU_ADDRS: the primary address and all addresses,
+  /// space-separated, from the vnode's hosts entry), in
   /// shard order, ready for VnodeRuntime::CreateBatch; roles[i] is vnodes[i]'s.
   std::vector<VnodeSpec> vnodes;
   std::vector<VnodeRole> roles;
