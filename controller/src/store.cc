@@ -1207,12 +1207,31 @@ Result<uint32_t> Store::AllocateVnis(const std::string& id, uint32_t count, uint
       taken.emplace_back(st.Int(0), st.Int(0) + st.Int(1));
     }
   }
-  int64_t candidate = first;
-  for (const auto& [b, e] : taken) {
-    if (candidate + count <= b) break;  // fits before this block
-    candidate = std::max(candidate, e);
+  // Round robin: start after the block of the latest experiment that got one (final or
+  // not), so that a VNI freed by an experiment that just ended is not handed out again
+  // while a pnode may still hold its VXLAN device; wrap to `first` when the range ends.
+  int64_t cursor = first;
+  {
+    GRIDEMU_ASSIGN_OR_RETURN(
+        Stmt st, db.Prepare("SELECT vni_base + vni_count FROM experiments WHERE seq != ? AND "
+                            "vni_base IS NOT NULL AND vni_count > 0 ORDER BY seq DESC LIMIT 1"));
+    st.Bind(seq);
+    GRIDEMU_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row) cursor = std::clamp<int64_t>(st.Int(0), first, static_cast<int64_t>(last) + 1);
   }
-  if (candidate + count - 1 > static_cast<int64_t>(last)) {
+  // The lowest start >= from of `count` free VNIs ending at or below `last`; -1 if none.
+  auto gap = [&](int64_t from) -> int64_t {
+    int64_t candidate = from;
+    for (const auto& [b, e] : taken) {
+      if (e <= candidate) continue;
+      if (candidate + count <= b) break;  // fits before this block
+      candidate = e;
+    }
+    return candidate + count - 1 <= static_cast<int64_t>(last) ? candidate : -1;
+  };
+  int64_t candidate = gap(cursor);
+  if (candidate < 0) candidate = gap(first);
+  if (candidate < 0) {
     return ResourceExhaustedError("no block of " + std::to_string(count) +
                                   " VXLAN VNIs is free in [" + std::to_string(first) + ", " +
                                   std::to_string(last) + "]: " + std::to_string(taken.size()) +

@@ -302,6 +302,7 @@ Status Shaper::InstallRules(const std::string& netns, const std::vector<Rule>& r
   GRIDEMU_RETURN_IF_ERROR(
       RunRules(netns, rules, 'A', options_.ipv6, decl + dispatch, first, kHoldTable));
   tree->chains = std::move(chains);
+  tree->rules += rules.size();
   return Status::Ok();
 }
 
@@ -309,14 +310,32 @@ Status Shaper::DeleteRules(const std::string& netns, const std::vector<Rule>& ru
   if (!hold) return RunRules(netns, rules, 'D', options_.ipv6);
   GRIDEMU_ASSIGN_OR_RETURN(std::shared_ptr<HoldTree> tree, Tree(netns));
   std::lock_guard<std::mutex> lock(tree->mu);
-  return RunRules(netns, rules, 'D', options_.ipv6, "", false, kHoldTable);
+  Status s = RunRules(netns, rules, 'D', options_.ipv6, "", false, kHoldTable);
+  // A single rule that is not there (NotFound) is not ours to count any more either (a
+  // batch that fails deletes nothing: its links retry one by one).
+  if (s.ok() || (s.code() == StatusCode::kNotFound && rules.size() == 1)) {
+    tree->rules -= std::min(tree->rules, rules.size());
+    // No rule left: the next install rewrites the table (a namespace made later under
+    // this inode starts with an empty one).
+    if (tree->rules == 0) tree->chains.clear();
+  }
+  return s;
 }
 
 Result<std::shared_ptr<Shaper::HoldTree>> Shaper::Tree(const std::string& netns) {
-  GRIDEMU_ASSIGN_OR_RETURN(NetnsId id, GetNetnsId(netns));
+  Result<NetnsId> id = GetNetnsId(netns);
   std::lock_guard<std::mutex> lock(mu_);
-  std::shared_ptr<HoldTree>& t = holds_[id];
-  if (!t) t = std::make_shared<HoldTree>();
+  if (!id.ok()) {
+    for (auto it = holds_.begin(); it != holds_.end();) {
+      it = it->second->path == netns ? holds_.erase(it) : std::next(it);
+    }
+    return id.status();
+  }
+  std::shared_ptr<HoldTree>& t = holds_[*id];
+  if (!t || t->path != netns) {
+    t = std::make_shared<HoldTree>();
+    t->path = netns;
+  }
   return t;
 }
 

@@ -462,3 +462,40 @@ TEST_F(ClusterTest, CrossPnodeLinksAsDeclared) {
 
 }  // namespace
 }  // namespace gridemu::cluster_test
+
+namespace gridemu::cluster_test {
+namespace {
+
+// Three cross-pnode experiments submitted back to back (each as soon as the one
+// before it finished) all run (issue 12): a VNI is not handed out again while a pnode
+// may still hold the VXLAN device of the experiment that just ended.
+TEST_F(ClusterTest, BackToBackCrossPnodeExperimentsAllRun) {
+  std::vector<uint32_t> vnis;
+  for (int i = 0; i < 3; ++i) {
+    const std::string name = "b2b" + std::to_string(i);
+    const std::string yaml = "name: " + name +
+                             "\nduration: 30s\n"
+                             "topology:\n"
+                             "  nodes: {a: {host: p0}, b: {host: p1}}\n"
+                             "  links:\n"
+                             "    - {endpoints: [a, b], delay: 5ms}\n"
+                             "workload:\n"
+                             "  - {name: ping, on: a, at: 100ms, wait: true, timeout: 20s,"
+                             " run: ping -n -c 3 -i 0.2 b}\n";
+    const std::string id = SubmitOrFail(name, yaml);
+    ASSERT_FALSE(id.empty());
+    ASSERT_EQ(cluster_->WaitState(id, {"finished"}, seconds(60)), "finished") << History(id);
+    const std::string dir = ResultsDir(id);
+    ASSERT_FALSE(dir.empty()) << History(id);
+    EXPECT_EQ(PingReceived(ReadFileOrEmpty(dir + "/tasks/ping/0.stdout")), 3) << History(id);
+    json st = cluster_->StatusJson(id);
+    ASSERT_TRUE(st["placement"].is_object()) << st.dump(2);
+    EXPECT_EQ(st["placement"].value("vni_count", 0u), 1u) << st.dump(2);
+    vnis.push_back(st["placement"].value("vni_base", 0u));
+  }
+  EXPECT_NE(vnis[0], vnis[1]) << "the VNI of an experiment that just ended is not reused at once";
+  EXPECT_NE(vnis[1], vnis[2]);
+}
+
+}  // namespace
+}  // namespace gridemu::cluster_test

@@ -425,8 +425,12 @@ class Store {
 
   /// Reserves `count` consecutive VXLAN VNIs in [first, last] for the
   /// experiment and returns the first one. The block does not overlap the
-  /// block of any other non-final experiment (the lowest such gap is taken),
-  /// and is persisted (ExperimentRecord::vni_base/vni_count): an experiment
+  /// block of any other non-final experiment and is taken round robin: the
+  /// first gap after the block of the latest experiment that was given one
+  /// (final or not), wrapping to `first` — so a block freed by an experiment
+  /// that just ended is reused only once the range has gone round, not while
+  /// a pnode may still hold its VXLAN devices (their UDP sockets are released
+  /// after the teardown reports). It is persisted (ExperimentRecord::vni_base/vni_count): an experiment
   /// that already holds a block of at least `count` VNIs gets it back
   /// unchanged (a restarted controller keeps it). Blocks of final experiments
   /// are free again. One transaction.

@@ -191,10 +191,19 @@ class Shaper final : public LinkShaper {
   void Forget(ShapedLink* link);
   // The chains of a hold namespace's dispatch tree made so far (shape_request.h
   // HoldPoint); its mutex serialises rule changes there.
+  // The chains of one hold namespace's tree, and how many of our rules use them. A new
+  // namespace may get a deleted one's inode, hence its NetnsId: its tree must not be
+  // taken for the old one's. So the chains are forgotten when the last rule is deleted,
+  // the tree is replaced when the inode shows up under another path, and trees of a
+  // path found gone are dropped.
   struct HoldTree {
     std::mutex mu;
+    std::string path;  // the namespace file it was made for
     std::set<std::string> chains;
+    size_t rules = 0;
   };
+  // The tree of `netns`; a fresh one when none is known or the known one was made for
+  // another path. When `netns` is gone: its error, and the trees made for it dropped.
   Result<std::shared_ptr<HoldTree>> Tree(const std::string& netns);
   // Adds rules in one namespace; for hold rules (their groups given), makes the tree
   // chains they need first (the first rules of a hold namespace rewrite its table).
