@@ -881,6 +881,7 @@ void Runner::DispatchTask(size_t i, Clock::time_point now) {
     const int64_t ms = (inst.timeout->count() + 999999) / 1000000;
     x->set_timeout_ms(static_cast<uint64_t>(std::max<int64_t>(1, ms)));
   }
+  x->set_stop_grace_ms(static_cast<uint64_t>((task.stop_grace.count() + 999999) / 1000000));
   auto sent = SendTo(host, std::move(env), RequestKind::kExec, i);
   if (!sent.ok()) {
     TaskUpdate u;
@@ -1050,19 +1051,29 @@ void Runner::StopTasks(Clock::time_point now) {
     end_unix_ns_ = UnixNanosNow();
   }
   phase_ = Phase::kStopping;
-  stop_deadline_ = now + env_.options().stop_grace;
   timeouts_.clear();
+  // SIGTERM, and SIGKILL from the agent after each task's stop_grace; the store waits
+  // for the longest grace and then ControllerOptions::stop_grace for the reports.
+  nanoseconds longest{0};
   for (size_t i = 0; i < task_rt_.size(); ++i) {
     TaskRt& rt = task_rt_[i];
     if (!IsActive(rt.state)) continue;
     const std::string host = HostOfVnode(tl_.tasks[i].vnode);
     if (!env_.registry().IsAlive(host)) continue;
     rt.kill_sent = true;
+    const nanoseconds grace = exp_.tasks[tl_.tasks[i].task].stop_grace;
+    longest = std::max(longest, grace);
     v1::Envelope env;
     env.mutable_signal()->set_task_id(tl_.tasks[i].task_id);
-    env.mutable_signal()->set_signal("kill");
+    if (grace.count() > 0) {
+      env.mutable_signal()->set_signal("term");
+      env.mutable_signal()->set_grace_ms(static_cast<uint64_t>((grace.count() + 999999) / 1000000));
+    } else {
+      env.mutable_signal()->set_signal("kill");
+    }
     (void)SendTo(host, std::move(env), RequestKind::kSignal, i);
   }
+  stop_deadline_ = now + longest + env_.options().stop_grace;
   if (AllTasksQuiet()) CollectAndTeardown(now);
 }
 

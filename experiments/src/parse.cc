@@ -38,8 +38,9 @@ using topology::YamlMap;
 constexpr std::string_view kTopKeys[] = {
     "name",     "slice",  "seed",    "duration", "description", "on_pnode_failure", "topology",
     "workload", "events", "collect", "shared",   "prepare",     "analyze"};
-constexpr std::string_view kTaskKeys[] = {"name", "on",   "at",      "stagger", "run",
-                                          "argv", "wait", "timeout", "env"};
+constexpr std::string_view kTaskKeys[] = {"name",    "on",  "at",         "stagger",
+                                          "run",     "argv", "wait",      "timeout",
+                                          "env",     "stop_grace", "restart"};
 constexpr std::string_view kEventKeys[] = {"at", "link",  "set",    "down",
                                            "up", "nodes", "action", "churn"};
 constexpr std::string_view kChurnKeys[] = {"group", "rate", "down_for", "until"};
@@ -415,6 +416,22 @@ class ExperimentParser {
         v.reset();
       }
       if (v) t.timeout = *v;
+      ok = ok && v.has_value();
+    }
+    if (const YamlEntry* e = m.Find("stop_grace")) {
+      auto v = ReadTime(*e, ctx_);
+      if (v) t.stop_grace = *v;
+      ok = ok && v.has_value();
+    }
+    // A task without `at` runs whenever its vnode runs: again when it comes back.
+    t.restart = at == nullptr ? TaskRestart::kOnNodeStart : TaskRestart::kNever;
+    if (const YamlEntry* e = m.Find("restart")) {
+      auto v = ReadString(*e, ctx_);
+      if (v && *v != "never" && *v != "on-node-start") {
+        ctx_.Error(e->at(), "restart: expected never or on-node-start, got '" + *v + "'");
+        v.reset();
+      }
+      if (v) t.restart = *v == "never" ? TaskRestart::kNever : TaskRestart::kOnNodeStart;
       ok = ok && v.has_value();
     }
     if (const YamlEntry* e = m.Find("env")) {

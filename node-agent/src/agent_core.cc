@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 #include "gridemu/common/clock.h"
 #include "gridemu/node-agent/agent_convert.h"
@@ -488,11 +489,41 @@ void AgentCore::HandleExec(const RequestKey& key, const v1::Exec& x) {
   if (x.shell().empty() == (x.argv_size() == 0)) {
     return ReplyError(key, InvalidArgumentError("Exec needs exactly one of shell and argv"));
   }
+  Task t;
+  t.key = key;
+  t.vnode = x.vnode();
+  t.stop_grace = std::chrono::milliseconds(x.stop_grace_ms());
+  const int64_t wait_ns = static_cast<int64_t>(x.start_unix_ns()) - UnixNanosNow();
+  if (x.start_unix_ns() != 0 && wait_ns > 0) {
+    // Due later: the steady clock decides when (a wall-clock step does not move it).
+    t.scheduled = x;
+    t.start_at = AgentClock::now() + std::chrono::nanoseconds(wait_ns);
+    e.tasks[x.task_id()] = std::move(t);
+    NoteHandled(key);
+    return;
+  }
   // Known before the backend starts it: its first event may come at once.
-  e.tasks[x.task_id()] = Task{key, {}};
-  st = backend_->Exec(key.experiment, x);
+  e.tasks[x.task_id()] = std::move(t);
+  StartTask(key, x, /*accepted_earlier=*/false);
+}
+
+void AgentCore::StartTask(const RequestKey& key, const v1::Exec& x, bool accepted_earlier) {
+  Status st = backend_->Exec(key.experiment, x);
   if (!st.ok()) {
-    exps_.at(key.experiment).tasks.erase(x.task_id());
+    Exp& e = exps_.at(key.experiment);
+    auto it = e.tasks.find(x.task_id());
+    if (accepted_earlier && it != e.tasks.end()) {
+      // Accepted earlier: the failure is the task's end, not a refusal.
+      v1::TaskEvent te;
+      te.set_task_id(x.task_id());
+      te.set_vnode(x.vnode());
+      te.set_state(v1::TaskEvent::STATE_FAILED_TO_START);
+      te.set_reason(st.ToString());
+      te.set_end_unix_ns(static_cast<uint64_t>(UnixNanosNow()));
+      TaskChanged(key.experiment, std::move(te));
+      return;
+    }
+    e.tasks.erase(x.task_id());
     return ReplyError(key, st);
   }
   NoteHandled(key);
@@ -502,15 +533,39 @@ void AgentCore::HandleSignal(const RequestKey& key, const v1::Signal& s) {
   signals_.Add();
   Status st = CheckReady(key);
   if (!st.ok()) return ReplyError(key, st);
-  const Exp& e = exps_.at(key.experiment);
-  if (e.tasks.count(s.task_id()) == 0) {
+  Exp& e = exps_.at(key.experiment);
+  auto t = e.tasks.find(s.task_id());
+  if (t == e.tasks.end()) {
     return ReplyError(
         key, NotFoundError("no task '" + s.task_id() + "' in experiment " + key.experiment));
   }
   Result<TaskSignal> sig = ParseTaskSignal(s.signal());
   if (!sig.ok()) return ReplyError(key, sig.status());
+  if (t->second.scheduled) {
+    // Not started yet: a term or kill cancels it (reported as killed before it ran).
+    if (*sig == TaskSignal::kTerm || *sig == TaskSignal::kKill || *sig == TaskSignal::kInt) {
+      t->second.scheduled.reset();
+      v1::TaskEvent te;
+      te.set_task_id(s.task_id());
+      te.set_vnode(t->second.vnode);
+      te.set_state(v1::TaskEvent::STATE_EXITED);
+      te.set_signal(SignalNumber(*sig));
+      te.set_reason("stopped before it started");
+      te.set_end_unix_ns(static_cast<uint64_t>(UnixNanosNow()));
+      TaskChanged(key.experiment, std::move(te));
+    }
+    NoteHandled(key);
+    return;
+  }
   st = backend_->Signal(key.experiment, s.task_id(), *sig);
   if (!st.ok()) return ReplyError(key, st);
+  auto again = exps_.find(key.experiment);  // the backend may have reported the end
+  if (*sig == TaskSignal::kTerm && s.grace_ms() > 0 && again != exps_.end()) {
+    auto t2 = again->second.tasks.find(s.task_id());
+    if (t2 != again->second.tasks.end() && !t2->second.Ended()) {
+      t2->second.kill_at = AgentClock::now() + std::chrono::milliseconds(s.grace_ms());
+    }
+  }
   NoteHandled(key);
 }
 
@@ -520,13 +575,107 @@ void AgentCore::HandleApplyEvent(const RequestKey& key, const v1::ApplyEvent& ev
   if (st.ok()) st = CheckEventShape(ev);
   if (st.ok()) st = backend_->CheckEvent(key.experiment, ev);
   if (!st.ok()) return ReplyError(key, st);
-  st = backend_->ApplyEvent(key.experiment, ev);
+  if (ev.has_node_action() && ev.node_action().action() == "stop") {
+    // SIGTERM first; the vnodes stop once their tasks ended or their grace passed.
+    Exp& e = exps_.at(key.experiment);
+    const std::set<std::string> vnodes(ev.node_action().vnodes().begin(),
+                                       ev.node_action().vnodes().end());
+    PendingStop ps;
+    ps.key = key;
+    ps.event = ev;
+    const AgentClock::time_point now = AgentClock::now();
+    ps.deadline = now;
+    std::vector<std::string> term;
+    for (auto& [id, t] : e.tasks) {
+      if (vnodes.count(t.vnode) == 0 || t.Ended()) continue;
+      if (t.scheduled) continue;  // not started: the stop leaves it for later
+      term.push_back(id);
+      ps.tasks.push_back(id);
+      ps.deadline = std::max(ps.deadline, now + t.stop_grace);
+    }
+    for (const std::string& id : term) {
+      Status s = backend_->Signal(key.experiment, id, TaskSignal::kTerm);
+      if (!s.ok() && options_.log) {
+        spdlog::info("stop of {}: SIGTERM to task {}: {}", key.experiment, id, s.ToString());
+      }
+    }
+    NoteHandled(key);
+    auto again = exps_.find(key.experiment);
+    if (again == exps_.end()) return;
+    again->second.stops.push_back(std::move(ps));
+    (void)RunTaskTimers(now);  // every task may have ended already
+    return;
+  }
+  ApplyAndAnswer(key, ev);
+}
+
+void AgentCore::ApplyAndAnswer(const RequestKey& key, const v1::ApplyEvent& ev) {
+  Status st = backend_->ApplyEvent(key.experiment, ev);
   v1::Envelope env;
   v1::EventApplied* ea = env.mutable_event_applied();
   ea->set_event_id(ev.event_id());
   ea->set_applied_unix_ns(UnixNanosNow());
   if (!st.ok()) *ea->mutable_error() = ErrorFromStatus(st);
   Reply(key, std::move(env));
+}
+
+AgentClock::time_point AgentCore::RunTaskTimers(AgentClock::time_point now) {
+  AgentClock::time_point next = AgentClock::time_point::max();
+  std::vector<std::pair<RequestKey, v1::Exec>> starts;
+  std::vector<std::pair<std::string, std::string>> kills;  // experiment, task
+  std::vector<std::pair<RequestKey, v1::ApplyEvent>> stops;
+  for (auto& [exp, e] : exps_) {
+    if (e.phase != Phase::kReady) continue;
+    for (auto& [id, t] : e.tasks) {
+      if (t.scheduled) {
+        if (t.start_at <= now) {
+          starts.emplace_back(t.key, std::move(*t.scheduled));
+          t.scheduled.reset();
+        } else {
+          next = std::min(next, t.start_at);
+        }
+      }
+      if (t.kill_at) {
+        if (t.Ended()) {
+          t.kill_at.reset();
+        } else if (*t.kill_at <= now) {
+          kills.emplace_back(exp, id);
+          t.kill_at.reset();
+        } else {
+          next = std::min(next, *t.kill_at);
+        }
+      }
+    }
+    for (auto it = e.stops.begin(); it != e.stops.end();) {
+      bool all_ended = true;
+      for (const std::string& id : it->tasks) {
+        auto t = e.tasks.find(id);
+        if (t != e.tasks.end() && !t->second.Ended()) all_ended = false;
+      }
+      if (all_ended || it->deadline <= now) {
+        stops.emplace_back(it->key, std::move(it->event));
+        it = e.stops.erase(it);
+      } else {
+        next = std::min(next, it->deadline);
+        ++it;
+      }
+    }
+  }
+  // Backend calls last: they may report task events (which change exps_).
+  for (auto& [key, x] : starts) {
+    if (exps_.count(key.experiment) != 0) StartTask(key, x, /*accepted_earlier=*/true);
+  }
+  for (const auto& [exp, id] : kills) {
+    Status s = backend_->Signal(exp, id, TaskSignal::kKill);
+    if (!s.ok() && options_.log) {
+      spdlog::info("graceful stop of task {} of {}: SIGKILL: {}", id, exp, s.ToString());
+    }
+  }
+  for (auto& [key, ev] : stops) {
+    if (exps_.count(key.experiment) != 0) ApplyAndAnswer(key, ev);
+  }
+  if (!starts.empty() || !stops.empty()) next = std::min(next, now);  // look again soon
+  return next;
 }
 
 void AgentCore::TaskChanged(const std::string& experiment, v1::TaskEvent event) {
@@ -648,6 +797,7 @@ AgentClock::time_point AgentCore::Tick(AgentClock::time_point now) {
     }
     next = std::min(next, next_heartbeat_);
   }
+  next = std::min(next, RunTaskTimers(now));
   for (auto& [exp, e] : exps_) {
     if (e.phase != Phase::kReady || e.metrics_interval.count() <= 0) continue;
     if (now >= e.next_metrics) {

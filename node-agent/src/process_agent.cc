@@ -181,7 +181,8 @@ class ProcessBackend final : public internal::MemoryBackend {
     if (a == "kill") {
       SignalVnodes(e, vnodes, SIGKILL, "vnode-killed");
     } else if (a == "stop") {
-      SignalVnodes(e, vnodes, SIGTERM, "vnode-stopped");
+      // The core sent SIGTERM and waited for the tasks' stop grace: kill what is left.
+      SignalVnodes(e, vnodes, SIGKILL, "vnode-stopped");
     } else if (a == "freeze") {
       SignalVnodes(e, vnodes, SIGSTOP, "");
     } else if (a == "thaw") {

@@ -267,6 +267,7 @@ Result<TaskId> FakeRuntime::Exec(const VnodeRef& vnode, const TaskSpec& task) {
   Task& t = tasks_[id];
   t.vnode = vnode;
   t.spec = task;
+  t.ignore_term = ignore_term_;
   t.result.times.start_wall = std::chrono::system_clock::now();
   RuntimeEvent ev;
   ev.kind = RuntimeEventKind::kTaskStarted;
@@ -311,6 +312,16 @@ std::map<TaskId, TaskSpec> FakeRuntime::tasks() const {
   return out;
 }
 
+void FakeRuntime::set_ignore_term(bool ignore) {
+  std::lock_guard<std::mutex> l(k_->mu());
+  ignore_term_ = ignore;
+}
+
+std::vector<std::pair<TaskId, TaskSignal>> FakeRuntime::signals() const {
+  std::lock_guard<std::mutex> l(k_->mu());
+  return signals_;
+}
+
 Status FakeRuntime::Signal(TaskId task, TaskSignal signal) {
   std::lock_guard<std::mutex> l(k_->mu());
   auto it = tasks_.find(task);
@@ -319,9 +330,12 @@ Status FakeRuntime::Signal(TaskId task, TaskSignal signal) {
     return FailedPreconditionError("fake: task " + std::to_string(task) + " has ended");
   }
   GRIDEMU_RETURN_IF_ERROR(k_->Call("signal task " + std::to_string(task)));
+  signals_.emplace_back(task, signal);
+  const bool caught =
+      it->second.ignore_term && (signal == TaskSignal::kTerm || signal == TaskSignal::kInt);
   if (signal == TaskSignal::kKill) {
     EndLocked(task, it->second, ExitReason::kKilled, -1, SignalNumber(signal));
-  } else if (signal != TaskSignal::kStop && signal != TaskSignal::kCont) {
+  } else if (signal != TaskSignal::kStop && signal != TaskSignal::kCont && !caught) {
     EndLocked(task, it->second, ExitReason::kSignaled, -1, SignalNumber(signal));
   }
   return Status::Ok();

@@ -178,6 +178,25 @@ TEST(ParseExperiment, MinimalFileGetsDefaults) {
   EXPECT_EQ(e.topology.vnode(0).loc.ToString(), "test.yaml:3:20");
 }
 
+TEST(ParseExperiment, StopGraceAndRestartHaveDefaultsAndCanBeSet) {
+  Experiment e = MustParse(
+      "name: x\nduration: 1m\ntopology: {nodes: {a: }}\nworkload:\n"
+      "  - {name: daemon, on: a, run: serve}\n"
+      "  - {name: probe, on: a, at: 1s, run: ping b}\n"
+      "  - {name: quick, on: a, run: serve, stop_grace: 0s, restart: never}\n"
+      "  - {name: again, on: a, at: 2s, run: ping b, stop_grace: 10s, restart: on-node-start}\n");
+  ASSERT_EQ(e.tasks.size(), 4u);
+  // Without `at` a task runs whenever its vnode does; with `at`, once.
+  EXPECT_EQ(e.tasks[0].restart, TaskRestart::kOnNodeStart);
+  EXPECT_EQ(e.tasks[0].stop_grace, kDefaultStopGrace);
+  EXPECT_EQ(e.tasks[1].restart, TaskRestart::kNever);
+  EXPECT_EQ(e.tasks[1].stop_grace, kDefaultStopGrace);
+  EXPECT_EQ(e.tasks[2].restart, TaskRestart::kNever);
+  EXPECT_EQ(e.tasks[2].stop_grace, 0s);
+  EXPECT_EQ(e.tasks[3].restart, TaskRestart::kOnNodeStart);
+  EXPECT_EQ(e.tasks[3].stop_grace, 10s);
+}
+
 TEST(ParseExperiment, GroupExpansionWithPatternAndDirections) {
   Experiment e = MustParse(R"(
 name: g

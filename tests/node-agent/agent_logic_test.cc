@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <set>
 
+#include "gridemu/common/clock.h"
 #include "gridemu/node-agent/agent_clean.h"
 #include "gridemu/node-agent/agent_core.h"
 #include "gridemu/node-agent/pnode_backend.h"
@@ -694,6 +695,167 @@ TEST(PnodeAgentLogic, AfterARestartTheWelcomeDecidesAdoptOrRemove) {
       EXPECT_TRUE(records.empty());
     }
   }
+}
+
+// A deployed FakeAgent and helpers for its tasks.
+struct ReadyAgent {
+  ReadyAgent() : records(&k), a(&k, &records) {
+    a.Hello();
+    a.Welcome();
+    v1::Envelope deploy = Request(1, 1);
+    *deploy.mutable_deploy_shard() = Shard();
+    a.Send(deploy);
+    EXPECT_EQ(a.wire.Take().back().shard_status().phase(), v1::ShardStatus::PHASE_READY);
+  }
+  void Exec(uint64_t id, const std::string& task, const std::string& vnode, uint64_t grace_ms,
+            uint64_t start_unix_ns = 0) {
+    v1::Envelope x = Request(id, 1);
+    x.mutable_exec()->set_task_id(task);
+    x.mutable_exec()->set_vnode(vnode);
+    x.mutable_exec()->set_shell("serve");
+    x.mutable_exec()->set_stop_grace_ms(grace_ms);
+    x.mutable_exec()->set_start_unix_ns(start_unix_ns);
+    a.Send(x);
+  }
+  void Signal(uint64_t id, const std::string& task, const std::string& sig, uint64_t grace_ms) {
+    v1::Envelope s = Request(id, 1);
+    s.mutable_signal()->set_task_id(task);
+    s.mutable_signal()->set_signal(sig);
+    s.mutable_signal()->set_grace_ms(grace_ms);
+    a.Send(s);
+  }
+  // What the agent sent, heartbeats left out.
+  std::vector<v1::Envelope> Take() {
+    std::vector<v1::Envelope> out;
+    for (v1::Envelope& e : a.wire.Take()) {
+      if (!e.has_heartbeat()) out.push_back(std::move(e));
+    }
+    return out;
+  }
+  // The states of the TaskEvents sent, in order.
+  std::vector<v1::TaskEvent::State> States(const std::vector<v1::Envelope>& out) {
+    std::vector<v1::TaskEvent::State> r;
+    for (const v1::Envelope& e : out) {
+      if (e.has_task_event()) r.push_back(e.task_event().state());
+    }
+    return r;
+  }
+  FakeKernel k;
+  MemoryShardRecords records;
+  FakeAgent a;
+};
+
+TEST(AgentCoreTasks, TermWithGraceIsFollowedByKillOnlyIfTheTaskStillRuns) {
+  ReadyAgent r;
+  r.a.pnode.runtime.set_ignore_term(true);
+  r.Exec(2, "stubborn/0", "h1", 500);
+  EXPECT_EQ(r.States(r.Take()), (std::vector{v1::TaskEvent::STATE_STARTED}));
+  const auto t0 = AgentClock::now();
+  r.Signal(3, "stubborn/0", "term", 500);
+  EXPECT_TRUE(r.States(r.Take()).empty()) << "it caught SIGTERM";
+  r.a.core.Tick(t0 + 300ms);
+  EXPECT_TRUE(r.States(r.Take()).empty()) << "still within its grace";
+  r.a.core.Tick(t0 + 700ms);
+  std::vector<v1::Envelope> out = r.Take();
+  ASSERT_EQ(r.States(out), (std::vector{v1::TaskEvent::STATE_EXITED}));
+  const auto sigs = r.a.pnode.runtime.signals();
+  ASSERT_EQ(sigs.size(), 2u);
+  EXPECT_EQ(sigs[0].second, TaskSignal::kTerm);
+  EXPECT_EQ(sigs[1].second, TaskSignal::kKill);
+
+  // A task that ends on SIGTERM gets no SIGKILL.
+  r.a.pnode.runtime.set_ignore_term(false);
+  r.Exec(4, "polite/0", "h2", 500);
+  r.Signal(5, "polite/0", "term", 500);
+  EXPECT_EQ(r.States(r.Take()),
+            (std::vector{v1::TaskEvent::STATE_STARTED, v1::TaskEvent::STATE_EXITED}));
+  r.a.core.Tick(AgentClock::now() + 10s);
+  EXPECT_EQ(r.a.pnode.runtime.signals().size(), 3u);
+}
+
+TEST(AgentCoreTasks, AStopActionWaitsForTheTasksGraceThenStopsTheVnode) {
+  ReadyAgent r;
+  r.a.pnode.runtime.set_ignore_term(true);
+  r.Exec(2, "stubborn/0", "h1", 1000);
+  r.a.pnode.runtime.set_ignore_term(false);
+  r.Exec(3, "polite/0", "h1", 5000);
+  r.Exec(4, "elsewhere/0", "h2", 1000);
+  r.Take();
+  const auto t0 = AgentClock::now();
+  v1::Envelope stop = Request(5, 1);
+  stop.mutable_apply_event()->set_event_id("ev7");
+  stop.mutable_apply_event()->mutable_node_action()->set_action("stop");
+  stop.mutable_apply_event()->mutable_node_action()->add_vnodes("h1");
+  r.a.Send(stop);
+  // SIGTERM to both tasks of h1; the polite one ended; h2's task untouched.
+  std::vector<v1::Envelope> out = r.Take();
+  ASSERT_EQ(r.States(out), (std::vector{v1::TaskEvent::STATE_EXITED}));
+  EXPECT_EQ(out[0].task_event().task_id(), "polite/0");
+  EXPECT_EQ(out[0].task_event().signal(), 15);
+  EXPECT_EQ(r.k.vnodes().at(VnodeRef{"e1", "h1"}).state, VnodeState::kRunning);
+  // The stubborn one has its grace (1 s; the polite one's longer grace does not
+  // matter once it ended); then the vnode stops, which kills it, and EventApplied goes.
+  r.a.core.Tick(t0 + 500ms);
+  EXPECT_TRUE(r.Take().empty());
+  r.a.core.Tick(t0 + 5500ms);
+  out = r.Take();
+  ASSERT_FALSE(out.empty());
+  EXPECT_TRUE(out.back().has_event_applied()) << out.back().ShortDebugString();
+  EXPECT_EQ(out.back().request_id(), 5u);
+  EXPECT_EQ(out.back().event_applied().event_id(), "ev7");
+  EXPECT_EQ(r.k.vnodes().at(VnodeRef{"e1", "h1"}).state, VnodeState::kStopped);
+  EXPECT_EQ(r.States(out), (std::vector{v1::TaskEvent::STATE_EXITED}));
+  EXPECT_EQ(r.k.vnodes().at(VnodeRef{"e1", "h2"}).state, VnodeState::kRunning);
+
+  // Every task of a stopped vnode ended at once: EventApplied at once.
+  r.Exec(6, "polite/1", "h2", 5000);
+  r.Take();
+  stop.set_request_id(8);
+  stop.mutable_apply_event()->set_event_id("ev8");
+  stop.mutable_apply_event()->mutable_node_action()->set_vnodes(0, "h2");
+  r.a.Send(stop);
+  out = r.Take();
+  ASSERT_FALSE(out.empty());
+  EXPECT_TRUE(out.back().has_event_applied());
+  EXPECT_EQ(r.k.vnodes().at(VnodeRef{"e1", "h2"}).state, VnodeState::kStopped);
+}
+
+TEST(AgentCoreTasks, AnExecDueLaterStartsThenAndCanBeCancelled) {
+  ReadyAgent r;
+  const uint64_t in_10s = static_cast<uint64_t>(UnixNanosNow()) + 10'000'000'000ull;
+  const auto t0 = AgentClock::now();
+  r.Exec(2, "later/0", "h1", 0, in_10s);
+  r.Exec(3, "cancelled/0", "h2", 0, in_10s);
+  EXPECT_TRUE(r.Take().empty()) << "accepted; nothing to say until it starts";
+  EXPECT_TRUE(r.a.pnode.runtime.tasks().empty());
+  r.Signal(4, "cancelled/0", "kill", 0);
+  std::vector<v1::Envelope> out = r.Take();
+  ASSERT_EQ(r.States(out), (std::vector{v1::TaskEvent::STATE_EXITED}));
+  EXPECT_EQ(out[0].task_event().reason(), "stopped before it started");
+  EXPECT_EQ(out[0].request_id(), 3u);
+  r.a.core.Tick(t0 + 9s);
+  EXPECT_TRUE(r.a.pnode.runtime.tasks().empty());
+  r.a.core.Tick(t0 + 10s + 50ms);
+  out = r.Take();
+  ASSERT_EQ(r.States(out), (std::vector{v1::TaskEvent::STATE_STARTED}));
+  EXPECT_EQ(out[0].request_id(), 2u);
+  ASSERT_EQ(r.a.pnode.runtime.tasks().size(), 1u) << "the cancelled one never ran";
+  // The same Exec again (a retry) changes nothing.
+  r.Exec(2, "later/0", "h1", 0, in_10s);
+  EXPECT_EQ(r.a.pnode.runtime.tasks().size(), 1u);
+
+  // A start due while its vnode is stopped fails then, as the task's end.
+  const uint64_t in_1s = static_cast<uint64_t>(UnixNanosNow()) + 1'000'000'000ull;
+  r.Exec(5, "down/0", "h3", 0, in_1s);
+  v1::Envelope stop = Request(6, 1);
+  stop.mutable_apply_event()->mutable_node_action()->set_action("kill");
+  stop.mutable_apply_event()->mutable_node_action()->add_vnodes("h3");
+  r.a.Send(stop);
+  r.Take();
+  r.a.core.Tick(AgentClock::now() + 2s);
+  out = r.Take();
+  ASSERT_EQ(r.States(out), (std::vector{v1::TaskEvent::STATE_FAILED_TO_START}));
+  EXPECT_THAT(out[0].task_event().reason(), HasSubstr("stopped"));
 }
 
 // ---------------------------------------------------------------- gridemu clean

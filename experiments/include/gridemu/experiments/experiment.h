@@ -22,6 +22,15 @@ namespace gridemu::experiments {
 using topology::LinkId;
 using topology::VnodeId;
 
+/// When a task runs again on a vnode that comes back (start, or churn's return).
+enum class TaskRestart {
+  kNever,        ///< `restart: never` (the default of a task with `at`)
+  kOnNodeStart,  ///< `restart: on-node-start` (the default of a task without `at`)
+};
+
+/// How long a stopped task has between SIGTERM and SIGKILL unless `stop_grace:` says.
+inline constexpr std::chrono::seconds kDefaultStopGrace{3};
+
 /// One `workload:` entry: a program started on every vnode its selector names.
 struct Task {
   std::string name;                     ///< unique among tasks; [a-z0-9_.-], 1-63 characters
@@ -35,6 +44,12 @@ struct Task {
   bool wait = false;                    ///< the experiment ends when every waited task ends
   std::optional<std::chrono::nanoseconds> timeout;  ///< kill a target's process after this long
   std::map<std::string, std::string> env;           ///< extra environment variables
+  /// Stopping the task (the end of the run, a `stop` node action) sends SIGTERM to
+  /// every process of it, then SIGKILL to what is left after this long (0: at once).
+  /// `kill` and a timeout send SIGKILL at once.
+  std::chrono::nanoseconds stop_grace = kDefaultStopGrace;
+  /// Whether a vnode that comes back runs it again, as a new instance.
+  TaskRestart restart = TaskRestart::kNever;
   SourceLoc loc;                                    ///< the task's entry in the file
 
   /// Start time of targets[i]: at + i * stagger.
@@ -51,9 +66,10 @@ enum class EventKind {
   kChurn,       ///< take random group members down and back up, at a rate
 };
 
-/// kill: SIGKILL every process and stop the vnode; stop: SIGTERM, then stop;
-/// start: start a stopped vnode (its tasks are not restarted); freeze / thaw:
-/// the cgroup freezer.
+/// kill: SIGKILL every process and stop the vnode; stop: SIGTERM to its tasks,
+/// SIGKILL after each one's stop_grace, then stop; start: start a stopped vnode
+/// (its tasks with restart on-node-start run again); freeze / thaw: the cgroup
+/// freezer.
 enum class NodeAction { kKill, kStop, kStart, kFreeze, kThaw };
 
 std::string_view EventKindName(EventKind k);    ///< "link-set", "link-down", ...

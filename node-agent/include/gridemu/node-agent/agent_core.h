@@ -26,9 +26,17 @@
 //            Welcome.heartbeat_interval_ms (CoreOptions::heartbeat before);
 //   DeployShard -> ShardStatus DEPLOYING (done/total, as the backend reports
 //            progress), then READY or FAILED (with per-object errors);
-//   Exec -> TaskEvent STARTED, later EXITED (or FAILED_TO_START); Signal -> no
-//            answer on success (the TaskEvent of the task's end follows);
-//   ApplyEvent -> EventApplied (with an error when applying failed);
+//   Exec -> TaskEvent STARTED, later EXITED (or FAILED_TO_START); an Exec with
+//            start_unix_ns in the future is accepted at once and started then
+//            (the controller sends starts ahead, so they are on time);
+//   Signal -> no answer on success (the TaskEvent of the task's end follows);
+//            term with grace_ms: SIGKILL follows if the task still runs then;
+//   ApplyEvent -> EventApplied (with an error when applying failed); a `stop`
+//            node action first sends SIGTERM to the running tasks of its vnodes
+//            and waits until they ended or their Exec.stop_grace_ms passed, then
+//            the backend stops the vnodes (SIGKILL to what is left) and
+//            EventApplied goes. Graceful stops are done here, once, for every
+//            agent; backends only signal;
 //   MetricsBatch every metrics interval of a READY experiment (the interval
 //            the backend reports with the deploy; 0 = none);
 //   Teardown -> TornDown.
@@ -299,6 +307,23 @@ class AgentCore final : private AgentEvents {
   struct Task {
     RequestKey key;       // the Exec's
     v1::TaskEvent last;   // reported in AgentHello.held[].tasks
+    std::string vnode;
+    std::chrono::milliseconds stop_grace{0};           // Exec.stop_grace_ms
+    std::optional<AgentClock::time_point> kill_at;      // a graceful stop's SIGKILL
+    std::optional<v1::Exec> scheduled;                  // Exec.start_unix_ns not reached yet
+    AgentClock::time_point start_at{};                  // when `scheduled` starts
+    bool Ended() const {
+      return last.state() == v1::TaskEvent::STATE_EXITED ||
+             last.state() == v1::TaskEvent::STATE_FAILED_TO_START;
+    }
+  };
+  // A `stop` node action waiting for the SIGTERMed tasks of its vnodes to end (or
+  // their grace to pass) before the backend stops the vnodes and EventApplied goes.
+  struct PendingStop {
+    RequestKey key;
+    v1::ApplyEvent event;
+    std::vector<std::string> tasks;  // task ids that were running
+    AgentClock::time_point deadline{};
   };
   struct Exp {
     uint64_t generation = 0;
@@ -310,6 +335,7 @@ class AgentCore final : private AgentEvents {
     std::chrono::milliseconds metrics_interval{0};
     AgentClock::time_point next_metrics{};
     std::map<std::string, Task> tasks;  // by task id
+    std::vector<PendingStop> stops;
   };
   enum class JobKind { kDeploy, kTeardown, kAdopt };
   struct Job {
@@ -348,6 +374,13 @@ class AgentCore final : private AgentEvents {
   void HandleExec(const RequestKey& key, const v1::Exec& x);
   void HandleSignal(const RequestKey& key, const v1::Signal& s);
   void HandleApplyEvent(const RequestKey& key, const v1::ApplyEvent& ev);
+  /// Applies a checked event through the backend and answers EventApplied.
+  void ApplyAndAnswer(const RequestKey& key, const v1::ApplyEvent& ev);
+  /// Starts a task whose Exec was accepted: now (a failure answers the Exec), or
+  /// when it was scheduled for (`accepted_earlier`: a failure is its FAILED_TO_START).
+  void StartTask(const RequestKey& key, const v1::Exec& x, bool accepted_earlier);
+  /// Graceful stops, scheduled starts and stop actions that are due; the next due time.
+  AgentClock::time_point RunTaskTimers(AgentClock::time_point now);
   uint64_t NewJob(JobKind kind, const std::string& experiment, uint64_t generation,
                   std::optional<RequestKey> key = std::nullopt);
 

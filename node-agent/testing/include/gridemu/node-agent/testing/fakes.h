@@ -128,6 +128,11 @@ class FakeRuntime final : public VnodeRuntime {
   void FinishTask(TaskId task, int exit_code);
   /// The tasks started so far, with their specs.
   std::map<TaskId, TaskSpec> tasks() const;
+  /// Tasks started from now on catch SIGTERM and SIGINT and keep running (a program
+  /// that ignores them); only SIGKILL or their vnode's stop ends them.
+  void set_ignore_term(bool ignore);
+  /// Every signal delivered so far, in order.
+  std::vector<std::pair<TaskId, TaskSignal>> signals() const;
 
   std::string_view name() const override { return "netns"; }
   std::vector<Status> CreateBatch(std::span<const VnodeSpec> specs) override;
@@ -161,6 +166,7 @@ class FakeRuntime final : public VnodeRuntime {
     TaskSpec spec;
     TaskState state = TaskState::kRunning;
     TaskResult result;
+    bool ignore_term = false;
   };
   Status SetState(const VnodeRef& vnode, const char* what, VnodeState from_not, VnodeState to);
   void EndTasksOfLocked(const VnodeRef& vnode, ExitReason reason);
@@ -173,6 +179,8 @@ class FakeRuntime final : public VnodeRuntime {
   std::vector<RuntimeEvent> events_;
   TaskId next_task_ = 0;
   EventCallback callback_;
+  bool ignore_term_ = false;
+  std::vector<std::pair<TaskId, TaskSignal>> signals_;
 };
 
 /// A Plumbing over a FakeKernel (namespaces by NetnsRef::Key(): a path or "home").
